@@ -1,0 +1,104 @@
+"""Activation functions, each a forward ``fn`` and a ``grad`` computed from the output.
+
+Like scikit-learn's ``DERIVATIVES``, the derivative is expressed through the activation's
+output ``a = fn(z)``, so the backward pass needs no copy of the pre-activation ``z``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from nncli.config import ACTIVATION_NAMES
+
+LEAKY_SLOPE = 0.01
+
+
+def _sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    # 1/(1+e^-z) for z >= 0 and e^z/(1+e^z) for z < 0: never overflows, and keeps full
+    # relative precision in the tail where 1/(1+e^-z) is tiny.
+    e = np.exp(-np.abs(z))
+    numerator = np.where(z >= 0, 1.0, e).astype(z.dtype, copy=False)
+    e += 1.0
+    return np.divide(numerator, e, out=out)
+
+
+def _sigmoid_grad(a: np.ndarray) -> np.ndarray:
+    return a * (1.0 - a)
+
+
+def _tanh(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return np.tanh(z, out=out)
+
+
+def _tanh_grad(a: np.ndarray) -> np.ndarray:
+    return 1.0 - a * a
+
+
+def _relu(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return np.maximum(z, 0.0, out=out)
+
+
+def _relu_grad(a: np.ndarray) -> np.ndarray:
+    return (a > 0).astype(a.dtype)
+
+
+def _leaky_relu(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    # max(z, 0.01 z) equals z for z > 0 and 0.01 z otherwise.
+    return np.maximum(z, z * LEAKY_SLOPE, out=out)
+
+
+def _leaky_relu_grad(a: np.ndarray) -> np.ndarray:
+    # The output keeps the sign of the input, so the slope can be read off the output.
+    return np.where(a > 0, 1.0, LEAKY_SLOPE).astype(a.dtype)
+
+
+def _linear(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    if out is None:
+        return z
+    out[...] = z
+    return out
+
+
+def _linear_grad(a: np.ndarray) -> np.ndarray:
+    return np.ones_like(a)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An elementwise nonlinearity. ``fn(z)`` and ``grad(a)`` take/return arrays of any shape."""
+
+    name: str
+    fn: Callable[..., np.ndarray]
+    grad: Callable[[np.ndarray], np.ndarray]
+
+    def __str__(self) -> str:
+        return f"LeakyReLU(alpha={LEAKY_SLOPE})" if self.name == "leaky_relu" else self.name
+
+    def backward(self, dout: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """Chain rule through the activation: ``dL/dz = dL/da * f'(z)``, from output ``a``.
+
+        dout, a: (N, H) -> (N, H).
+        """
+        if self.name == "linear":
+            return dout
+        if self.name == "relu":
+            return np.where(a > 0, dout, 0.0).astype(dout.dtype, copy=False)
+        return dout * self.grad(a)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_grad),
+    "tanh": Activation("tanh", _tanh, _tanh_grad),
+    "relu": Activation("relu", _relu, _relu_grad),
+    "leaky_relu": Activation("leaky_relu", _leaky_relu, _leaky_relu_grad),
+    "linear": Activation("linear", _linear, _linear_grad),
+}
+assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
+
+
+def get_activation(name: str) -> Activation:
+    """The activation registered as ``name`` (one of ``ACTIVATION_NAMES``)."""
+    return ACTIVATIONS[name]

@@ -1,0 +1,165 @@
+"""Checkpoint files: one ``.npz`` of plain arrays plus a JSON ``meta`` string array.
+
+Writes are atomic (temp file in the same folder, fsync, rename), so a crash at any moment
+leaves the previous checkpoint intact; loading uses ``allow_pickle=False`` and never
+unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nncli import __version__
+from nncli.config import Config, config_from_dict
+from nncli.data import Normalization
+from nncli.errors import NncliError
+from nncli.model import MLP
+
+FORMAT = 1
+
+
+@dataclass
+class Checkpoint:
+    """Everything a checkpoint holds, in memory."""
+
+    model: MLP
+    config: Config
+    classes: list[str]
+    input_shape: tuple[int, ...]
+    normalization: Normalization
+    epoch: int = 0
+    step: int = 0
+    optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # rng state, features, kind, history
+
+
+def atomic_write_bytes(path: Path, write: Any) -> None:
+    """Call ``write(file_object)`` on a temp file next to ``path``, fsync, then rename it over
+    ``path``. On any failure the temp file is removed and ``path`` is untouched."""
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
+    """Write ``ckpt`` to ``path`` atomically. Refuses non-finite parameters."""
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in ckpt.model.params.items():
+        if not np.isfinite(value).all():
+            raise NncliError(f"{path}: refusing to save non-finite values in {name}")
+        arrays[name] = value
+    if ckpt.normalization.shift is not None:
+        arrays["norm_shift"] = ckpt.normalization.shift
+        arrays["norm_scale"] = ckpt.normalization.scale
+    arrays.update(ckpt.optimizer_state)
+    meta = {
+        "format": FORMAT,
+        "nncli_version": __version__,
+        "config": ckpt.config.to_dict(),
+        "classes": list(ckpt.classes),
+        "input_shape": list(ckpt.input_shape),
+        "normalize": ckpt.normalization.kind,
+        "activation": ckpt.model.activation_name,
+        "epoch": int(ckpt.epoch),
+        "step": int(ckpt.step),
+        **ckpt.extra,
+    }
+    arrays["meta"] = np.array(json.dumps(meta))
+    try:
+        atomic_write_bytes(path, lambda handle: np.savez(handle, **arrays))
+    except OSError as exc:
+        raise NncliError(f"{path}: cannot write checkpoint ({exc.strerror or exc}); "
+                         f"the previous file, if any, is unchanged") from None
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`; errors name the file."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / "checkpoints" / "last.npz"
+        if not candidate.exists():
+            raise NncliError(f"{path}: is a folder without checkpoints/last.npz")
+        path = candidate
+    if not path.exists():
+        raise NncliError(f"{path}: no such checkpoint file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise NncliError(f"{path}: holds pickled Python objects; refusing to load it") \
+                from None
+        raise NncliError(f"{path}: not an nncli checkpoint ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise NncliError(f"{path}: not an nncli checkpoint (cannot read it as .npz: {exc})") \
+            from None
+    if "meta" not in arrays:
+        raise NncliError(f"{path}: not an nncli checkpoint (no 'meta' array)")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+        if not isinstance(meta, dict):
+            raise ValueError("meta is not an object")
+    except ValueError as exc:
+        raise NncliError(f"{path}: damaged checkpoint meta ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise NncliError(f"{path}: checkpoint format {meta.get('format')!r} is not supported "
+                         f"by nncli {__version__} (expected {FORMAT})")
+    try:
+        config = config_from_dict(meta["config"])
+        classes = [str(c) for c in meta["classes"]]
+        input_shape = tuple(int(s) for s in meta["input_shape"])
+        n_layers = len(config.model.hidden) + 1
+        params = {}
+        for i in range(1, n_layers + 1):
+            params[f"W{i}"] = arrays.pop(f"W{i}")
+            params[f"b{i}"] = arrays.pop(f"b{i}")
+    except (KeyError, TypeError, ValueError, NncliError) as exc:
+        raise NncliError(f"{path}: damaged checkpoint (missing or invalid {exc})") from None
+    model = MLP(params, config.model.activation)
+    sizes = model.sizes
+    expected = [int(np.prod(input_shape)), *config.model.hidden, len(classes)]
+    if sizes != expected or any(params[f"b{i}"].shape != (sizes[i],)
+                                for i in range(1, n_layers + 1)):
+        raise NncliError(f"{path}: damaged checkpoint (layer sizes {sizes} do not match "
+                         f"its config {expected})")
+    if "norm_shift" in arrays:
+        norm = Normalization(meta.get("normalize", config.data.normalize),
+                             arrays.pop("norm_shift"), arrays.pop("norm_scale"))
+    else:
+        norm = Normalization("none")
+    reserved = {"format", "nncli_version", "config", "classes", "input_shape", "normalize",
+                "activation", "epoch", "step"}
+    return Checkpoint(
+        model=model, config=config, classes=classes, input_shape=input_shape,
+        normalization=norm, epoch=int(meta.get("epoch", 0)), step=int(meta.get("step", 0)),
+        optimizer_state={k: v for k, v in arrays.items() if k.startswith("opt_")},
+        extra={k: v for k, v in meta.items() if k not in reserved},
+    )

@@ -1,0 +1,533 @@
+"""The YAML config: schema, defaults, validation, ``--set`` overrides and dumping.
+
+A config file is parsed with ``yaml.safe_load``, checked against ``SCHEMA`` (unknown
+keys are errors with a "did you mean" suggestion, values are type- and range-checked
+with the key named in the message) and turned into a frozen, typed :class:`Config`
+with every default filled in. ``Config.to_dict()`` dumps back to YAML that loads to
+the same config.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nncli.errors import NncliError
+
+# Names behind every string option. The modules that implement them assert that their
+# registries match these, so the config can be validated without importing NumPy code.
+ACTIVATION_NAMES = ("sigmoid", "tanh", "relu", "leaky_relu", "linear")
+LOSS_NAMES = ("softmax", "svm", "mse")
+OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adam")
+NORMALIZE_NAMES = ("none", "scale", "mean", "standard")
+INIT_NAMES = ("auto", "xavier", "he")
+DTYPE_NAMES = ("float32", "float64")
+IMAGE_MODES = ("L", "RGB")
+EARLY_STOP_METRICS = ("val_loss", "val_acc", "loss")
+
+# Common names from other libraries, for "did you mean" when spelling alone won't find it.
+SYNONYMS = {
+    "learning_rate": "train.lr",
+    "weight_decay": "reg.lambda",
+    "l2": "reg.lambda",
+    "alpha": "train.lr",
+    "n_epochs": "train.epochs",
+    "num_epochs": "train.epochs",
+    "max_epochs": "train.epochs",
+    "batchsize": "train.batch_size",
+    "optim": "train.optimizer",
+    "solver": "train.optimizer",
+    "hidden_layers": "model.hidden",
+    "hidden_sizes": "model.hidden",
+    "hidden_layer_sizes": "model.hidden",
+    "layers": "model.hidden",
+    "loss_type": "loss.type",
+    "delta": "loss.margin",
+    "scheduler": "train.lr_schedule",
+    "schedule": "train.lr_schedule",
+    "patience": "train.early_stopping",
+    "random_state": "seed",
+    "target": "data.label_column",
+    "label": "data.label_column",
+}
+
+Checker = Callable[[Any, str], Any]
+
+
+def _fail(key: str, message: str) -> NncliError:
+    return NncliError(f"config key '{key}': {message}")
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _as_int(value: Any, key: str, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise _fail(key, f"expected an integer, got {_describe(value)}")
+    if minimum is not None and value < minimum:
+        raise _fail(key, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _as_float(value: Any, key: str, minimum: float | None = None, strict: bool = False,
+              maximum: float | None = None, strict_max: bool = False) -> float:
+    # PyYAML reads "1e-3" (no dot) as a string; accept numeric strings as users expect.
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise _fail(key, f"expected a number, got {_describe(value)}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(key, f"expected a number, got {_describe(value)}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise _fail(key, f"must be finite, got {value}")
+    if minimum is not None and (value < minimum or (strict and value == minimum)):
+        raise _fail(key, f"must be {'>' if strict else '>='} {minimum}, got {value}")
+    if maximum is not None and (value > maximum or (strict_max and value == maximum)):
+        raise _fail(key, f"must be {'<' if strict_max else '<='} {maximum}, got {value}")
+    return value
+
+
+def _choice(names: tuple[str, ...]) -> Checker:
+    def check(value: Any, key: str) -> str:
+        if not isinstance(value, str) or value not in names:
+            hint = ""
+            if isinstance(value, str):
+                close = difflib.get_close_matches(value, names, n=1)
+                hint = f" — did you mean '{close[0]}'?" if close else ""
+            raise _fail(key, f"unknown value {_describe(value)}{hint} (known: {', '.join(names)})")
+        return value
+
+    return check
+
+
+def _optional_str(value: Any, key: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value:
+        raise _fail(key, f"expected a non-empty string, got {_describe(value)}")
+    return value
+
+
+def _required_str(value: Any, key: str) -> str:
+    if value is None:
+        raise _fail(key, "is required")
+    return _optional_str(value, key)  # type: ignore[return-value]
+
+
+def _check_image_size(value: Any, key: str) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value, value]
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise _fail(key, f"expected [width, height] or null, got {_describe(value)}")
+    width, height = (_as_int(v, key, minimum=1) for v in value)
+    return (width, height)
+
+
+def _check_hidden(value: Any, key: str) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise _fail(key, f"expected a list of layer widths like [128, 64], got {_describe(value)}")
+    return tuple(_as_int(v, key, minimum=1) for v in value)
+
+
+def _check_init(value: Any, key: str) -> str | dict[str, float]:
+    if isinstance(value, Mapping):
+        if set(value) != {"normal"}:
+            raise _fail(key, "expected auto | xavier | he | {normal: std}, "
+                             f"got {_describe(value)}")
+        return {"normal": _as_float(value["normal"], f"{key}.normal", minimum=0.0, strict=True)}
+    return _choice(INIT_NAMES)(value, key)
+
+
+def _check_class_weight(value: Any, key: str) -> None | str | dict[str, float]:
+    if value is None or value == "balanced":
+        return value
+    if isinstance(value, Mapping) and value:
+        return {str(k): _as_float(v, f"{key}.{k}", minimum=0.0) for k, v in value.items()}
+    raise _fail(key, f"expected null, balanced or {{class: weight}}, got {_describe(value)}")
+
+
+def _check_batch_size(value: Any, key: str) -> int | str:
+    if value == "full":
+        return "full"
+    if isinstance(value, str):
+        raise _fail(key, f"expected a positive integer or 'full', got {_describe(value)}")
+    return _as_int(value, key, minimum=1)
+
+
+def _check_schedule(value: Any, key: str) -> str | dict[str, dict[str, float]]:
+    if value is None:
+        return "constant"
+    if isinstance(value, str):
+        return _choice(("constant", "cosine"))(value, key)
+    if isinstance(value, Mapping) and set(value) == {"step"}:
+        step = value["step"] if value["step"] is not None else {}
+        if not isinstance(step, Mapping):
+            raise _fail(f"{key}.step", f"expected {{every: N, gamma: g}}, got {_describe(step)}")
+        _reject_unknown(step, ("every", "gamma"), f"{key}.step")
+        every = _as_int(step.get("every", 10), f"{key}.step.every", minimum=1)
+        gamma = _as_float(step.get("gamma", 0.5), f"{key}.step.gamma", minimum=0.0, strict=True)
+        return {"step": {"every": every, "gamma": gamma}}
+    raise _fail(key, f"expected constant | cosine | {{step: {{every, gamma}}}}, "
+                     f"got {_describe(value)}")
+
+
+def _check_early_stopping(value: Any, key: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise _fail(key, "expected null or {patience, metric, min_delta}, "
+                         f"got {_describe(value)}")
+    _reject_unknown(value, ("patience", "metric", "min_delta"), key)
+    return {
+        "patience": _as_int(value.get("patience", 5), f"{key}.patience", minimum=1),
+        "metric": _choice(EARLY_STOP_METRICS)(value.get("metric", "val_loss"), f"{key}.metric"),
+        "min_delta": _as_float(value.get("min_delta", 0.0), f"{key}.min_delta", minimum=0.0),
+    }
+
+
+@dataclass(frozen=True)
+class Field:
+    """One leaf of the schema: its default and the function that checks/normalizes it."""
+
+    default: Any
+    check: Checker
+
+
+SCHEMA: dict[str, Any] = {
+    "name": Field(None, _optional_str),
+    "seed": Field(0, lambda v, k: _as_int(v, k, minimum=0)),
+    "data": {
+        "train": Field(None, _required_str),
+        "val": Field(None, _optional_str),
+        "val_split": Field(0.0, lambda v, k: _as_float(v, k, minimum=0.0, maximum=1.0,
+                                                       strict_max=True)),
+        "test": Field(None, _optional_str),
+        "image": {
+            "size": Field(None, _check_image_size),
+            "mode": Field("L", _choice(IMAGE_MODES)),
+        },
+        "label_column": Field("label", _required_str),
+        "normalize": Field("standard", _choice(NORMALIZE_NAMES)),
+    },
+    "model": {
+        "hidden": Field((), _check_hidden),
+        "activation": Field("relu", _choice(ACTIVATION_NAMES)),
+        "init": Field("auto", _check_init),
+    },
+    "loss": {
+        "type": Field("softmax", _choice(LOSS_NAMES)),
+        "margin": Field(1.0, lambda v, k: _as_float(v, k, minimum=0.0)),
+        "class_weight": Field(None, _check_class_weight),
+    },
+    "reg": {
+        "lambda": Field(0.0, lambda v, k: _as_float(v, k, minimum=0.0)),
+    },
+    "train": {
+        "epochs": Field(10, lambda v, k: _as_int(v, k, minimum=1)),
+        "batch_size": Field(64, _check_batch_size),
+        "lr": Field(0.01, lambda v, k: _as_float(v, k, minimum=0.0, strict=True)),
+        "optimizer": Field("sgd", _choice(OPTIMIZER_NAMES)),
+        "momentum": Field(0.9, lambda v, k: _as_float(v, k, minimum=0.0, maximum=1.0,
+                                                      strict_max=True)),
+        "lr_schedule": Field("constant", _check_schedule),
+        "early_stopping": Field(None, _check_early_stopping),
+        "dtype": Field("float32", _choice(DTYPE_NAMES)),
+        "checkpoint_every": Field(1, lambda v, k: _as_int(v, k, minimum=1)),
+    },
+}
+
+
+def _all_paths(schema: Mapping[str, Any] = SCHEMA, prefix: str = "") -> list[str]:
+    paths = []
+    for name, node in schema.items():
+        path = f"{prefix}{name}"
+        paths.append(path)
+        if isinstance(node, Mapping):
+            paths.extend(_all_paths(node, f"{path}."))
+    return paths
+
+
+def suggest_key(key: str, known: tuple[str, ...] | list[str], prefix: str = "") -> str | None:
+    """The most likely intended key for an unknown ``key`` at the level whose keys are ``known``.
+
+    Tries, in order: spelling (difflib), initials (``learning_rate`` -> ``lr``), the same
+    name in another section (``train.lambda`` -> ``reg.lambda``), and common synonyms
+    from other libraries (``weight_decay`` -> ``reg.lambda``). Returns a full dotted path.
+    """
+    lowered = key.lower()
+    close = difflib.get_close_matches(lowered, known, n=1, cutoff=0.6)
+    if close:
+        return prefix + close[0]
+    words = [w for w in lowered.replace("-", "_").split("_") if w]
+    initials = "".join(w[0] for w in words)
+    for candidate in known:
+        if len(words) > 1 and candidate == initials:
+            return prefix + candidate
+    for path in _all_paths():
+        if path.rsplit(".", 1)[-1] == lowered and path != prefix + lowered:
+            return path
+    if lowered in SYNONYMS:
+        return SYNONYMS[lowered]
+    return None
+
+
+def _reject_unknown(given: Mapping[str, Any], known: tuple[str, ...] | list[str],
+                    prefix: str) -> None:
+    dotted = f"{prefix}." if prefix else ""
+    for key in given:
+        if key not in known:
+            guess = suggest_key(str(key), known, dotted)
+            hint = f" — did you mean '{guess}'?" if guess else ""
+            raise NncliError(f"unknown config key '{dotted}{key}'{hint} "
+                             f"(known here: {', '.join(known)})")
+
+
+def _resolve(given: Any, schema: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    if given is None:
+        given = {}
+    if not isinstance(given, Mapping):
+        where = f"'{prefix}'" if prefix else "the top level"
+        raise NncliError(f"config {where} must be a mapping of keys, got {_describe(given)}")
+    _reject_unknown(given, list(schema), prefix)
+    resolved: dict[str, Any] = {}
+    for name, node in schema.items():
+        path = f"{prefix}.{name}" if prefix else name
+        if isinstance(node, Mapping):
+            resolved[name] = _resolve(given.get(name), node, path)
+        else:
+            resolved[name] = node.check(given.get(name, node.default), path)
+    return resolved
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    size: tuple[int, int] | None
+    mode: str
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: str
+    val: str | None
+    val_split: float
+    test: str | None
+    image: ImageConfig
+    label_column: str
+    normalize: str
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: tuple[int, ...]
+    activation: str
+    init: str | dict[str, float]
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    type: str
+    margin: float
+    class_weight: None | str | dict[str, float]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    batch_size: int | str
+    lr: float
+    optimizer: str
+    momentum: float
+    lr_schedule: str | dict[str, dict[str, float]]
+    early_stopping: dict[str, Any] | None
+    dtype: str
+    checkpoint_every: int
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated config with every default filled in. ``reg_lambda`` is YAML's ``reg.lambda``."""
+
+    name: str
+    seed: int
+    data: DataConfig
+    model: ModelConfig
+    loss: LossConfig
+    reg_lambda: float
+    train: TrainConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain YAML-ready types, in the schema's key order."""
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "data": {
+                "train": self.data.train,
+                "val": self.data.val,
+                "val_split": self.data.val_split,
+                "test": self.data.test,
+                "image": {
+                    "size": list(self.data.image.size) if self.data.image.size else None,
+                    "mode": self.data.image.mode,
+                },
+                "label_column": self.data.label_column,
+                "normalize": self.data.normalize,
+            },
+            "model": {
+                "hidden": list(self.model.hidden),
+                "activation": self.model.activation,
+                "init": copy.deepcopy(self.model.init),
+            },
+            "loss": {
+                "type": self.loss.type,
+                "margin": self.loss.margin,
+                "class_weight": copy.deepcopy(self.loss.class_weight),
+            },
+            "reg": {"lambda": self.reg_lambda},
+            "train": {
+                "epochs": self.train.epochs,
+                "batch_size": self.train.batch_size,
+                "lr": self.train.lr,
+                "optimizer": self.train.optimizer,
+                "momentum": self.train.momentum,
+                "lr_schedule": copy.deepcopy(self.train.lr_schedule),
+                "early_stopping": copy.deepcopy(self.train.early_stopping),
+                "dtype": self.train.dtype,
+                "checkpoint_every": self.train.checkpoint_every,
+            },
+        }
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML text; ``config_from_dict(yaml.safe_load(text))`` == self."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def config_from_dict(raw: Any, default_name: str = "run") -> Config:
+    """Validate a parsed YAML document and return the resolved :class:`Config`.
+
+    Raises :class:`NncliError` naming the offending key on any problem.
+    """
+    r = _resolve(raw, SCHEMA, "")
+    d, m, lo, t = r["data"], r["model"], r["loss"], r["train"]
+    return Config(
+        name=r["name"] or default_name,
+        seed=r["seed"],
+        data=DataConfig(
+            train=d["train"], val=d["val"], val_split=d["val_split"], test=d["test"],
+            image=ImageConfig(size=d["image"]["size"], mode=d["image"]["mode"]),
+            label_column=d["label_column"], normalize=d["normalize"],
+        ),
+        model=ModelConfig(hidden=m["hidden"], activation=m["activation"], init=m["init"]),
+        loss=LossConfig(type=lo["type"], margin=lo["margin"], class_weight=lo["class_weight"]),
+        reg_lambda=r["reg"]["lambda"],
+        train=TrainConfig(
+            epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"],
+            optimizer=t["optimizer"], momentum=t["momentum"], lr_schedule=t["lr_schedule"],
+            early_stopping=t["early_stopping"], dtype=t["dtype"],
+            checkpoint_every=t["checkpoint_every"],
+        ),
+    )
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` with errors turned into one line naming ``source``, line and column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        raise NncliError(f"{source}: invalid YAML at {where}: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise NncliError(f"{source}: invalid YAML: {exc}") from None
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    key, sep, value_text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise NncliError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=0.05")
+    parts = key.split(".")
+    if any(not p for p in parts):
+        raise NncliError(f"--set {item!r}: malformed key '{key}'")
+    value = parse_yaml(value_text, f"--set {key}") if value_text.strip() else None
+    return parts, value
+
+
+def apply_overrides(raw: Any, overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Return a copy of the parsed document ``raw`` with ``KEY=VALUE`` overrides applied.
+
+    Values are YAML-typed (``--set train.batch_size=full``, ``--set model.hidden=[64,32]``).
+    Keys must exist in the schema (or inside a mapping-valued option such as
+    ``train.lr_schedule.step.every``); unknown keys are errors with a suggestion.
+    """
+    doc: dict[str, Any] = copy.deepcopy(raw) if isinstance(raw, Mapping) else {}
+    for item in overrides:
+        parts, value = _parse_override(item)
+        node: Any = SCHEMA
+        for depth, part in enumerate(parts):
+            if isinstance(node, Mapping):
+                if part not in node:
+                    prefix = ".".join(parts[:depth])
+                    _reject_unknown({part: None}, list(node), prefix)
+                node = node[part]
+            else:
+                break  # inside a mapping-valued option: its own checker validates it
+        target = doc
+        for part in parts[:-1]:
+            child = target.get(part)
+            if not isinstance(child, dict):
+                if child is not None and not isinstance(child, Mapping):
+                    # e.g. lr_schedule: cosine, then --set train.lr_schedule.step.every=5
+                    child = {}
+                child = dict(child or {})
+                target[part] = child
+            target = child
+        target[parts[-1]] = value
+    return doc
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, override and validate the YAML config at ``path``.
+
+    Errors name the file: ``cfg.yaml: unknown config key 'train.learning_rate' — did you
+    mean 'train.lr'?``.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NncliError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise NncliError(f"{path}: is a directory, expected a YAML config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NncliError(f"{path}: cannot read config: {exc}") from None
+    raw = parse_yaml(text, str(path))
+    if raw is not None and not isinstance(raw, Mapping):
+        raise NncliError(f"{path}: the config must be a YAML mapping (key: value lines), "
+                         f"got {type(raw).__name__}")
+    raw = apply_overrides(raw, overrides)
+    try:
+        return config_from_dict(raw, default_name=path.stem)
+    except NncliError as exc:
+        raise NncliError(f"{path}: {exc}") from None

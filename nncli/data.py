@@ -1,0 +1,404 @@
+"""Data sources, labels, splits and normalization.
+
+A source is read into :class:`RawData` (features as an (N, D) matrix, one example per row,
+and the raw labels as strings) by the reader registered for its kind in ``SOURCES``:
+an image folder (one subfolder per class), a ``.csv``/``.tsv`` table or an ``.npz``
+with ``X`` and ``y``. :func:`load_training_data` turns a config into normalized,
+label-encoded :class:`Dataset` splits in the compute dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nncli.config import Config, DataConfig
+from nncli.errors import NncliError
+
+TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+
+
+@dataclass
+class RawData:
+    """What a source holds: ``X: (N, D)`` features and ``labels: (N,)`` as strings."""
+
+    X: np.ndarray
+    labels: np.ndarray
+    input_shape: tuple[int, ...]
+    source: str
+    kind: str
+    features: list[str] | None = None  # table column names, in order
+    label_lines: np.ndarray | None = None  # for tables: file line number of each row
+
+
+@dataclass
+class Normalization:
+    """``x_net = (x - shift) / scale``, learned on the training data. shift, scale: (D,)."""
+
+    kind: str
+    shift: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    def apply(self, X: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
+        """Normalize X: (N, D) into a new array of ``dtype``, in row chunks to bound memory."""
+        out = np.empty(X.shape, dtype=dtype)
+        step = max(1, (1 << 22) // max(1, X.shape[1]))
+        for start in range(0, X.shape[0], step):
+            block = X[start:start + step].astype(np.float64)
+            if self.shift is not None:
+                block -= self.shift
+                block /= self.scale
+            out[start:start + step] = block
+        return out
+
+
+@dataclass
+class Dataset:
+    """A labelled split ready for the network. X: (N, D) normalized, y: (N,) class indices."""
+
+    X: np.ndarray
+    y: np.ndarray
+    classes: list[str]
+    source: str
+
+
+@dataclass
+class TrainingData:
+    """Everything a run learns from its data (all but ``train`` may be None)."""
+
+    train: Dataset
+    val: Dataset | None
+    test: Dataset | None
+    classes: list[str]
+    input_shape: tuple[int, ...]
+    normalization: Normalization
+    features: list[str] | None = None
+    kind: str = "table"
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- labels
+
+
+def canonical_label(value: object) -> str:
+    """A label as a class name: numbers lose a trailing ``.0`` so 3, 3.0 and "3" agree."""
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if math.isfinite(number) and number.is_integer():
+        return str(int(number))
+    return text
+
+
+def sort_classes(names: Sequence[str]) -> list[str]:
+    """Sorted class names: numerically when every name is a number, else by name."""
+    unique = sorted(set(names))
+    try:
+        return sorted(unique, key=float)
+    except ValueError:
+        return unique
+
+
+def encode_labels(labels: np.ndarray, classes: Sequence[str], source: str,
+                  lines: np.ndarray | None = None) -> np.ndarray:
+    """Class indices (N,) for string labels (N,); unknown labels are an error naming one."""
+    index = {name: i for i, name in enumerate(classes)}
+    uniq, inverse = np.unique(labels, return_inverse=True)
+    mapping = np.empty(len(uniq), dtype=np.int64)
+    for j, name in enumerate(uniq):
+        if name not in index:
+            row = int(np.flatnonzero(labels == name)[0])
+            where = f"line {int(lines[row])}" if lines is not None else f"example {row + 1}"
+            raise NncliError(f"{source}: {where}: label '{name}' is not one of the model's "
+                             f"classes ({', '.join(classes)})")
+        mapping[j] = index[name]
+    return mapping[inverse.reshape(-1)]
+
+
+# ---------------------------------------------------------------- readers
+
+
+def _column_index(header: list[str], label_column: str, path: Path) -> int:
+    hits = [i for i, name in enumerate(header) if name == label_column]
+    if not hits:
+        raise NncliError(f"{path}: no label column '{label_column}' in the header "
+                         f"(columns: {', '.join(header[:12])}{', ...' if len(header) > 12 else ''})"
+                         f" — set data.label_column")
+    if len(hits) > 1:
+        raise NncliError(f"{path}: the label column '{label_column}' appears {len(hits)} times "
+                         f"in the header")
+    return hits[0]
+
+
+def _diagnose_table(path: Path, delimiter: str, n_columns: int, label_index: int) -> NncliError:
+    """Find the first bad row the slow, exact way, after the fast reader failed."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        next(reader, None)
+        for row in reader:
+            line = reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != n_columns:
+                return NncliError(f"{path}: line {line}: expected {n_columns} fields like the "
+                                  f"header, got {len(row)}")
+            for col, cell in enumerate(row):
+                if col == label_index:
+                    if not cell.strip():
+                        return NncliError(f"{path}: line {line}: missing label")
+                    continue
+                if not cell.strip():
+                    return NncliError(f"{path}: line {line}, column {col + 1}: missing value")
+                try:
+                    value = float(cell)
+                except ValueError:
+                    return NncliError(f"{path}: line {line}, column {col + 1}: "
+                                      f"not a number: {cell.strip()[:40]!r}")
+                if not math.isfinite(value):
+                    return NncliError(f"{path}: line {line}, column {col + 1}: "
+                                      f"non-finite value {cell.strip()!r}")
+    return NncliError(f"{path}: could not parse the table")
+
+
+def read_table(path: Path, data_cfg: DataConfig) -> RawData:
+    """A delimited text table with a header; ``data_cfg.label_column`` holds the labels.
+
+    Every other column is a numeric feature. Returns X: (N, D) float64.
+    """
+    import csv
+
+    delimiter = TABLE_SUFFIXES[path.suffix.lower()]
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle, delimiter=delimiter), None)
+    except UnicodeDecodeError:
+        raise NncliError(f"{path}: not a UTF-8 text table") from None
+    if not header or not any(h.strip() for h in header):
+        raise NncliError(f"{path}: empty table (expected a header line)")
+    header = [h.strip() for h in header]
+    label_index = _column_index(header, data_cfg.label_column, path)
+    feature_idx = [i for i in range(len(header)) if i != label_index]
+    if not feature_idx:
+        raise NncliError(f"{path}: no feature columns besides '{data_cfg.label_column}'")
+    try:
+        cells = np.loadtxt(path, delimiter=delimiter, skiprows=1, dtype=str, ndmin=2,
+                           comments=None, quotechar='"', encoding="utf-8")
+        if cells.shape[0] == 0:
+            raise NncliError(f"{path}: the table has a header but no rows")
+        if cells.shape[1] != len(header):
+            raise ValueError("column count differs from header")
+        X = cells[:, feature_idx].astype(np.float64)
+        if not np.isfinite(X).all():
+            raise ValueError("non-finite")
+        labels = np.char.strip(cells[:, label_index])
+        if (labels == "").any():
+            raise ValueError("missing label")
+    except ValueError:
+        raise _diagnose_table(path, delimiter, len(header), label_index) from None
+    labels = np.array([canonical_label(v) for v in labels.tolist()], dtype=str)
+    features = [header[i] for i in feature_idx]
+    return RawData(X=X, labels=labels, input_shape=(len(features),), source=str(path),
+                   kind="table", features=features, label_lines=np.arange(len(labels)) + 2)
+
+
+def read_npz(path: Path, data_cfg: DataConfig) -> RawData:
+    """An ``.npz`` with ``X`` (N, D) or (N, H, W[, C]) and ``y`` (N,). Never unpickles."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [k for k in ("X", "y") if k not in archive.files]
+            if missing:
+                raise NncliError(f"{path}: missing array(s) {', '.join(missing)} "
+                                 f"(has: {', '.join(archive.files) or 'nothing'}); "
+                                 f"expected X (N, D) and y (N,)")
+            X, y = archive["X"], archive["y"]
+    except NncliError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise NncliError(f"{path}: holds pickled Python objects; refusing to load it "
+                             f"(store plain numeric/string arrays)") from None
+        raise NncliError(f"{path}: not a readable .npz archive ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise NncliError(f"{path}: not a readable .npz archive ({exc})") from None
+    if X.ndim < 2 or X.shape[0] == 0:
+        raise NncliError(f"{path}: X must have shape (N, D) or (N, H, W[, C]) with N > 0, "
+                         f"got {X.shape}")
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise NncliError(f"{path}: y must have shape ({X.shape[0]},) to match X, got {y.shape}")
+    if not (np.issubdtype(X.dtype, np.number) and not np.issubdtype(X.dtype, np.complexfloating)):
+        raise NncliError(f"{path}: X must be numeric, got dtype {X.dtype}")
+    flat = X.reshape(X.shape[0], -1)
+    if np.issubdtype(flat.dtype, np.floating) and not np.isfinite(flat).all():
+        row = int(np.flatnonzero(~np.isfinite(flat).all(axis=1))[0])
+        raise NncliError(f"{path}: X has a non-finite value in example {row + 1}")
+    labels = np.array([canonical_label(v) for v in y.tolist()], dtype=str)
+    return RawData(X=flat, labels=labels, input_shape=tuple(int(s) for s in X.shape[1:]),
+                   source=str(path), kind="array")
+
+
+def read_folder(path: Path, data_cfg: DataConfig) -> RawData:
+    """An image folder with one subfolder per class (see :mod:`nncli.images`)."""
+    from nncli.images import read_image_folder
+
+    return read_image_folder(path, data_cfg.image.size, data_cfg.image.mode)
+
+
+SOURCES: dict[str, Callable[[Path, DataConfig], RawData]] = {
+    "folder": read_folder,
+    "table": read_table,
+    "npz": read_npz,
+}
+
+
+def source_kind(path: Path) -> str:
+    """Which reader handles ``path``: folder, table (.csv/.tsv/.tab) or npz."""
+    if path.is_dir():
+        return "folder"
+    suffix = path.suffix.lower()
+    if suffix in TABLE_SUFFIXES:
+        return "table"
+    if suffix == ".npz":
+        return "npz"
+    raise NncliError(f"{path}: unknown data kind '{suffix or path.name}' (expected an image "
+                     f"folder, a .csv/.tsv table or an .npz with X and y)")
+
+
+def read_source(path: str | Path, data_cfg: DataConfig) -> RawData:
+    """Read any supported source; errors name the path."""
+    path = Path(path)
+    if not path.exists():
+        raise NncliError(f"{path}: no such file or folder")
+    raw = SOURCES[source_kind(path)](path, data_cfg)
+    if raw.X.shape[0] == 0:
+        raise NncliError(f"{path}: contains no examples")
+    return raw
+
+
+# ---------------------------------------------------------------- normalization
+
+
+def fit_normalization(X: np.ndarray, kind: str, is_image: bool) -> Normalization:
+    """Learn shift and scale (D,) from training X: (N, D).
+
+    ``scale``: /255 for images, /max|x| per column for tables; ``mean``: subtract the mean;
+    ``standard``: subtract the mean, divide by the population std. A zero scale becomes 1.
+    """
+    D = X.shape[1]
+    if kind == "none":
+        return Normalization(kind)
+    if kind == "scale":
+        shift = np.zeros(D)
+        scale = np.full(D, 255.0) if is_image else np.abs(X).max(axis=0).astype(np.float64)
+    else:
+        shift = X.mean(axis=0, dtype=np.float64)
+        if kind == "mean":
+            scale = np.ones(D)
+        else:
+            scale = X.std(axis=0, dtype=np.float64)
+    scale = np.where(scale > 0, scale, 1.0)
+    return Normalization(kind, shift.astype(np.float64), scale.astype(np.float64))
+
+
+# ---------------------------------------------------------------- splits
+
+
+def stratified_split(y: np.ndarray, fraction: float,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out) holding out ``fraction`` of each class (at least one per
+    class with two or more examples). y: (N,) -> two sorted index arrays."""
+    held = []
+    for k in np.unique(y):
+        members = np.flatnonzero(y == k)
+        n_out = int(round(fraction * len(members)))
+        if len(members) >= 2:
+            n_out = min(max(n_out, 1), len(members) - 1)
+        else:
+            n_out = 0
+        held.append(rng.permutation(members)[:n_out])
+    held_out = np.sort(np.concatenate(held)) if held else np.array([], dtype=np.int64)
+    keep = np.setdiff1d(np.arange(len(y)), held_out)
+    return keep, held_out
+
+
+def _check_shape(raw: RawData, input_shape: tuple[int, ...], role: str) -> None:
+    if raw.X.shape[1] != int(np.prod(input_shape)):
+        raise NncliError(f"{raw.source}: {role} examples have {raw.X.shape[1]} features "
+                         f"(shape {raw.input_shape}), the training data has "
+                         f"{int(np.prod(input_shape))} (shape {input_shape})")
+
+
+def make_dataset(raw: RawData, classes: Sequence[str], norm: Normalization,
+                 dtype: str, role: str, input_shape: tuple[int, ...]) -> Dataset:
+    """Encode labels and normalize features of a non-training source with training stats."""
+    _check_shape(raw, input_shape, role)
+    y = encode_labels(raw.labels, classes, raw.source, raw.label_lines)
+    return Dataset(norm.apply(raw.X, dtype), y, list(classes), raw.source)
+
+
+def load_training_data(cfg: Config, splits: Sequence[str] = ("train", "val", "test"),
+                       dtype: str | None = None) -> TrainingData:
+    """Read, split, label-encode and normalize the data of ``cfg``.
+
+    Classes and normalization are learned on the training part only (after ``val_split``).
+    ``splits`` limits which of val/test are read (train always is).
+    """
+    d = cfg.data
+    dtype = dtype or cfg.train.dtype
+    raw = read_source(d.train, d)
+    classes = sort_classes(raw.labels.tolist())
+    if len(classes) < 2:
+        raise NncliError(f"{d.train}: found only one class ('{classes[0]}'); a classifier "
+                         f"needs at least 2")
+    y = encode_labels(raw.labels, classes, raw.source, raw.label_lines)
+    X = raw.X
+    val: Dataset | None = None
+    norm_X_val = None
+    if d.val_split > 0 and d.val is None and "val" in splits:
+        keep, held = stratified_split(y, d.val_split, np.random.default_rng([cfg.seed, 2]))
+        norm_X_val, y_val = X[held], y[held]
+        X, y = X[keep], y[keep]
+    norm = fit_normalization(X, d.normalize, raw.kind == "images")
+    train = Dataset(norm.apply(X, dtype), y, classes, raw.source)
+    if norm_X_val is not None:
+        val = Dataset(norm.apply(norm_X_val, dtype), y_val, classes,
+                      f"{raw.source} (val_split {d.val_split})")
+    elif d.val is not None and "val" in splits:
+        val = make_dataset(read_source(d.val, d), classes, norm, dtype, "val", raw.input_shape)
+    test = None
+    if d.test is not None and "test" in splits:
+        test = make_dataset(read_source(d.test, d), classes, norm, dtype, "test", raw.input_shape)
+    return TrainingData(train=train, val=val, test=test, classes=classes,
+                        input_shape=raw.input_shape, normalization=norm,
+                        features=raw.features, kind=raw.kind)
+
+
+def class_weight_vector(spec: None | str | dict[str, float], classes: Sequence[str],
+                        y: np.ndarray) -> np.ndarray | None:
+    """Per-class loss weights (K,) or None.
+
+    ``balanced``: ``w_k = N / (K N_k)`` from training labels y: (N,); a mapping names
+    classes (missing ones weigh 1, as in Keras); unknown class names are errors.
+    """
+    if spec is None:
+        return None
+    K = len(classes)
+    if spec == "balanced":
+        counts = np.bincount(y, minlength=K).astype(np.float64)
+        return np.where(counts > 0, len(y) / (K * np.maximum(counts, 1)), 0.0)
+    weights = np.ones(K)
+    lookup = {name: i for i, name in enumerate(classes)}
+    for name, w in spec.items():
+        key = canonical_label(name)
+        if key not in lookup:
+            raise NncliError(f"config key 'loss.class_weight.{name}': no class '{name}' in the "
+                             f"training data (classes: {', '.join(classes)})")
+        weights[lookup[key]] = w
+    return weights

@@ -1,0 +1,165 @@
+"""The score function ``s = f(x; W, b)``: a linear classifier or an MLP, forward and backward.
+
+Parameters live in a plain dict ``{"W1": (h1, D), "b1": (h1,), ..., "WL": (K, h), "bL": (K,)}``
+(``W`` shaped out x in as in ``z = W a + b``), which is exactly what a checkpoint stores.
+A batch is a matrix with one example per row, so a layer computes ``Z = A @ W.T + b``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from nncli.activations import Activation, get_activation
+from nncli.config import Config
+from nncli.losses import data_loss
+
+
+def affine_forward(a: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``Z = A W^T + b``. a: (N, in), W: (out, in), b: (out,) -> (N, out)."""
+    z = a @ W.T
+    z += b
+    return z
+
+
+def affine_backward(dz: np.ndarray, a: np.ndarray, W: np.ndarray,
+                    need_da: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Gradients of an affine layer. dz: (N, out), a: (N, in), W: (out, in) ->
+    (da: (N, in) or None, dW: (out, in), db: (out,))."""
+    dW = dz.T @ a
+    db = dz.sum(axis=0)
+    da = dz @ W if need_da else None
+    return da, dW, db
+
+
+def init_std(init: str | dict[str, float], activation: str, fan_in: int, fan_out: int) -> float:
+    """Standard deviation of the normal draw for one weight matrix.
+
+    ``he``: sqrt(2 / fan_in); ``xavier`` (Glorot normal): sqrt(2 / (fan_in + fan_out));
+    ``auto``: He for relu/leaky_relu, Xavier otherwise; ``{normal: s}``: s.
+    """
+    if isinstance(init, dict):
+        return float(init["normal"])
+    if init == "auto":
+        init = "he" if activation in ("relu", "leaky_relu") else "xavier"
+    if init == "he":
+        return float(np.sqrt(2.0 / fan_in))
+    return float(np.sqrt(2.0 / (fan_in + fan_out)))
+
+
+class MLP:
+    """A fully connected network; ``hidden=()`` makes it the linear classifier ``Wx + b``.
+
+    Hidden layers apply ``activation``; the last layer is linear and gives the scores.
+    """
+
+    def __init__(self, params: dict[str, np.ndarray], activation: str = "relu") -> None:
+        self.params = params
+        self.activation_name = activation
+        self.activation: Activation = get_activation(activation)
+        self.n_layers = len(params) // 2
+        self._cache: list[np.ndarray] = []
+
+    @classmethod
+    def create(cls, input_dim: int, hidden: Sequence[int], n_classes: int,
+               activation: str = "relu", init: str | dict[str, float] = "auto",
+               rng: np.random.Generator | None = None, dtype: str | np.dtype = "float32") -> MLP:
+        """A freshly initialized network: normal weights (see :func:`init_std`), zero biases."""
+        rng = rng if rng is not None else np.random.default_rng(0)
+        sizes = [int(input_dim), *map(int, hidden), int(n_classes)]
+        params: dict[str, np.ndarray] = {}
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+            std = init_std(init, activation, fan_in, fan_out)
+            # Draw in float64 so float32 and float64 runs start from the same weights.
+            params[f"W{i}"] = (rng.standard_normal((fan_out, fan_in)) * std).astype(dtype)
+            params[f"b{i}"] = np.zeros(fan_out, dtype=dtype)
+        return cls(params, activation)
+
+    @property
+    def sizes(self) -> list[int]:
+        """Layer widths ``[D, h1, ..., K]``."""
+        first = self.params["W1"].shape[1]
+        return [first] + [self.params[f"W{i}"].shape[0] for i in range(1, self.n_layers + 1)]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.params["W1"].dtype
+
+    def weight_names(self) -> list[str]:
+        return [f"W{i}" for i in range(1, self.n_layers + 1)]
+
+    def forward(self, X: np.ndarray, keep_cache: bool = True) -> np.ndarray:
+        """Class scores. X: (N, D) -> scores: (N, K). Keeps layer inputs for ``backward``."""
+        a = X
+        cache = [a]
+        for i in range(1, self.n_layers + 1):
+            z = affine_forward(a, self.params[f"W{i}"], self.params[f"b{i}"])
+            if i < self.n_layers:
+                a = self.activation.fn(z, out=z)
+                cache.append(a)
+            else:
+                a = z
+        self._cache = cache if keep_cache else []
+        return a
+
+    def backward(self, dscores: np.ndarray, reg_lambda: float = 0.0) -> dict[str, np.ndarray]:
+        """Backprop from ``dL/dscores`` (N, K) through the cached forward pass.
+
+        Returns ``{"W1": (h1, D), "b1": (h1,), ...}`` including the L2 term ``2 lambda W``.
+        """
+        if len(self._cache) != self.n_layers:
+            raise RuntimeError("backward() needs a forward(..., keep_cache=True) first")
+        grads: dict[str, np.ndarray] = {}
+        dz = dscores
+        for i in range(self.n_layers, 0, -1):
+            a_prev = self._cache[i - 1]
+            W = self.params[f"W{i}"]
+            da, dW, db = affine_backward(dz, a_prev, W, need_da=i > 1)
+            if reg_lambda:
+                dW += (2.0 * reg_lambda) * W
+            grads[f"W{i}"], grads[f"b{i}"] = dW, db
+            if i > 1:
+                dz = self.activation.backward(da, a_prev)
+        return grads
+
+    def reg_loss(self, reg_lambda: float) -> float:
+        """``lambda * sum over layers of sum W^2`` (biases excluded)."""
+        if not reg_lambda:
+            return 0.0
+        return float(reg_lambda * sum(np.vdot(W, W) for W in
+                                      (self.params[n] for n in self.weight_names())))
+
+    def loss(self, X: np.ndarray, y: np.ndarray, loss_type: str = "softmax",
+             reg_lambda: float = 0.0, margin: float = 1.0,
+             class_weights: np.ndarray | None = None,
+             ) -> tuple[float, float, dict[str, np.ndarray], np.ndarray]:
+        """Forward and backward on one batch.
+
+        X: (N, D), y: (N,) -> (data_loss, reg_loss, grads, scores (N, K)); the full
+        loss is ``data_loss + reg_loss``.
+        """
+        scores = self.forward(X)
+        loss_value, dscores = data_loss(loss_type, scores, y, margin, class_weights)
+        grads = self.backward(dscores, reg_lambda)
+        return loss_value, self.reg_loss(reg_lambda), grads, scores
+
+    def describe(self) -> list[dict[str, object]]:
+        """One dict per layer: index, in, out, activation, parameter count."""
+        layers = []
+        for i in range(1, self.n_layers + 1):
+            out_dim, in_dim = self.params[f"W{i}"].shape
+            layers.append({
+                "name": f"fc{i}", "in": int(in_dim), "out": int(out_dim),
+                "activation": self.activation_name if i < self.n_layers else "linear",
+                "params": int(out_dim * in_dim + out_dim),
+            })
+        return layers
+
+
+def model_from_config(cfg: Config, input_dim: int, n_classes: int,
+                      dtype: str | None = None) -> MLP:
+    """The freshly initialized network of ``cfg`` (init RNG stream ``[seed, 0]``)."""
+    return MLP.create(input_dim, cfg.model.hidden, n_classes, cfg.model.activation,
+                      cfg.model.init, np.random.default_rng([cfg.seed, 0]),
+                      dtype=dtype or cfg.train.dtype)
