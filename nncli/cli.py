@@ -186,5 +186,195 @@ def info(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
     click.echo("\n".join("  " + line for line in text.rstrip().splitlines()))
 
 
+class _CliProgress:
+    """tqdm bar per epoch on a terminal, one plain line per epoch otherwise, or nothing."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.bar: Any = None
+        self.seen = 0
+        self.loss_sum = 0.0
+
+    def on_train_start(self, run_dir: Any, n_train: int, start_epoch: int, epochs: int) -> None:
+        if not self.quiet:
+            what = f"resuming at epoch {start_epoch + 1}" if start_epoch else "training"
+            click.echo(f"{what}: {n_train} examples, {epochs} epochs -> {run_dir}", err=True)
+
+    def on_epoch_start(self, epoch: int, epochs: int, n_samples: int) -> None:
+        self.seen, self.loss_sum = 0, 0.0
+        if self.quiet or not self.tty:
+            return
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=n_samples, desc=f"epoch {epoch}/{epochs}", unit="ex",
+                        unit_scale=True, leave=False, file=sys.stderr, mininterval=0.2)
+
+    def on_batch(self, n_samples: int, loss: float) -> None:
+        self.seen += n_samples
+        self.loss_sum += loss * n_samples
+        if self.bar is not None:
+            self.bar.update(n_samples)
+            if self.bar.n == self.bar.total or self.seen % 4096 < n_samples:
+                self.bar.set_postfix(loss=f"{self.loss_sum / self.seen:.4f}", refresh=False)
+
+    def on_epoch_end(self, row: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.quiet:
+            return
+        parts = [f"epoch {row['epoch']}", f"loss {row['loss']:.4f}",
+                 f"train_acc {row['train_acc']:.4f}"]
+        if row.get("val_loss") is not None:
+            parts += [f"val_loss {row['val_loss']:.4f}", f"val_acc {row['val_acc']:.4f}"]
+        parts.append(f"{row['seconds']:.2f}s")
+        click.echo("  ".join(parts), err=True)
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="The run directory itself (default runs/<name>, or runs/<name>-2 if taken).")
+@set_option
+@click.option("--resume", type=click.Path(), default=None, metavar="CKPT|DIR",
+              help="Continue from a checkpoint or a run directory's checkpoints/last.npz.")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Override seed.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
+@json_option
+def train(config: str, out: str | None, overrides: tuple[str, ...], resume: str | None,
+          seed: int | None, quiet: bool, as_json: bool) -> None:
+    """Train the model of CONFIG and write its run directory.
+
+    Example: nncli train configs/digits-mlp.yaml --set train.lr=0.05
+    """
+    import signal
+
+    from nncli.config import load_config
+    from nncli.train import train as run_training
+
+    if seed is not None:
+        overrides = (*overrides, f"seed={seed}")
+    cfg = load_config(config, overrides)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    result = run_training(cfg, out=out, resume=resume, progress=_CliProgress(quiet))
+    summary = result.summary
+    if as_json:
+        _echo_json(summary)
+        return
+    best, final = summary["best"], summary["final"]
+    lines = [f"run: {result.run_dir}", f"epochs: {summary['epochs']}"]
+    if final:
+        lines.append(f"final: loss {final['loss']:.4f}  train_acc {final['train_acc']:.4f}"
+                     + (f"  val_acc {final['val_acc']:.4f}" if final.get("val_acc") is not None
+                        else ""))
+    if best:
+        lines.append(f"best epoch {summary['best_epoch']} by {summary['best_metric']}")
+    if "test" in summary:
+        t = summary["test"]
+        lines.append(f"test (best.npz): accuracy {t['accuracy']:.4f}  loss {t['loss']:.4f}  "
+                     f"n {t['n']}")
+    sps = summary["samples_per_sec"]
+    lines.append(f"wall {summary['wall_seconds']:.2f}s"
+                 + (f", {sps:,.0f} samples/s" if sps else ""))
+    click.echo("\n".join(lines))
+
+
+@main.command(name="eval")
+@click.argument("checkpoint", type=click.Path())
+@click.argument("data", type=click.Path())
+@json_option
+@click.option("--batch-size", type=click.IntRange(min=1), default=4096, show_default=True,
+              help="Examples per forward pass.")
+def eval_command(checkpoint: str, data: str, as_json: bool, batch_size: int) -> None:
+    """Score CHECKPOINT on labelled DATA: loss, accuracy, per-class P/R/F1, confusion.
+
+    DATA is any source data.train accepts (image folder, .csv/.tsv, .npz).
+
+    Example: nncli eval runs/digits-mlp/checkpoints/best.npz datasets/digits/test
+    """
+    from nncli.inference import evaluate_checkpoint
+
+    report = evaluate_checkpoint(checkpoint, data, batch_size)
+    if as_json:
+        _echo_json(report)
+        return
+    click.echo(f"n {report['n']}  accuracy {report['accuracy']:.4f}  loss {report['loss']:.4f}"
+               f"  (data {report['data_loss']:.4f} + reg {report['reg_loss']:.4f})")
+    rows = [[name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}",
+             str(m["support"])] for name, m in report["per_class"].items()]
+    click.echo(_table(rows, ["class", "precision", "recall", "f1", "support"]))
+    click.echo("confusion (rows true, columns predicted):")
+    classes = report["classes"]
+    conf_rows = [[c, *map(str, r)] for c, r in zip(classes, report["confusion"])]
+    click.echo(_table(conf_rows, ["", *classes]))
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path())
+@click.argument("inputs", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["tsv", "csv", "jsonl"]), default="tsv",
+              show_default=True, help="Output format.")
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Show the K most probable labels.")
+@click.option("--keep-going", is_flag=True,
+              help="Report a bad input as an Error line and continue (exit 2 at the end).")
+def predict(checkpoint: str, inputs: tuple[str, ...], fmt: str, top_k: int,
+            keep_going: bool) -> None:
+    """Predict labels for image paths or table rows, one output line per input.
+
+    INPUT are image paths (image models) or rows of feature values (table models; a
+    .csv/.tsv file stands for its rows). With no INPUT or '-', inputs are read from
+    stdin, one per line, and output is written as it is computed.
+
+    Example: ls images/*.png | nncli predict runs/digits-mlp/checkpoints/best.npz
+    """
+    from nncli.inference import Predictor, expand_table_files, format_prediction
+    from nncli.streaming import batched_lines
+
+    predictor = Predictor(checkpoint)
+    if not inputs or inputs == ("-",):
+        source = batched_lines(sys.stdin)
+    else:
+        items = list(expand_table_files(predictor, inputs))
+        source = (items[i:i + 256] for i in range(0, len(items), 256))
+    row = 1
+    failures = 0
+    first = True
+    for batch in source:
+        batch = [b.rstrip("\r\n") for b in batch]
+        if first and batch and predictor.is_header(batch[0]):
+            batch = batch[1:]
+        first = False
+        batch = [b for b in batch if b.strip()]
+        if not batch:
+            continue
+        try:
+            preds = predictor.predict(batch, row, top_k)
+        except NncliError:
+            if not keep_going and len(batch) == 1:
+                raise
+            preds = []
+            for i, item in enumerate(batch):
+                try:
+                    preds += predictor.predict([item], row + i, top_k)
+                except NncliError as exc:
+                    if not keep_going:
+                        raise
+                    failures += 1
+                    click.echo(f"Error: {exc}", err=True)
+        row += len(batch)
+        out = "\n".join(format_prediction(p, fmt, top_k) for p in preds)
+        if out:
+            click.echo(out)
+            sys.stdout.flush()
+    if failures:
+        sys.exit(2)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,128 @@
+"""The run directory: resolved config, per-epoch metrics, checkpoints, summary.
+
+```
+<run>/config.yaml  metrics.csv  metrics.jsonl  summary.json  checkpoints/{last,best}.npz
+```
+Metric rows are appended and flushed as each epoch ends; config and summary are written
+atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from nncli.checkpoint import atomic_write_bytes
+from nncli.errors import NncliError
+
+METRIC_COLUMNS = ("epoch", "step", "lr", "loss", "data_loss", "reg_loss", "train_acc",
+                  "val_loss", "val_acc", "seconds")
+
+
+def fresh_run_dir(base: Path) -> Path:
+    """``base`` if it does not exist, else the first free ``base-2``, ``base-3``, ..."""
+    if not base.exists():
+        return base
+    n = 2
+    while True:
+        candidate = base.with_name(f"{base.name}-{n}")
+        if not candidate.exists():
+            return candidate
+        n += 1
+
+
+def run_dir_of_checkpoint(checkpoint: Path) -> Path:
+    """``<run>/checkpoints/x.npz`` -> ``<run>``; a run folder is returned as is."""
+    if checkpoint.is_dir():
+        return checkpoint
+    if checkpoint.parent.name == "checkpoints":
+        return checkpoint.parent.parent
+    return checkpoint.parent
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    return str(value)
+
+
+class RunDir:
+    """Writes the files of one run directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.checkpoints = self.path / "checkpoints"
+
+    def create(self) -> None:
+        """Make the folders; an unwritable location is an error naming it."""
+        try:
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".nncli-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise NncliError(f"{self.path}: cannot write the run directory "
+                             f"({exc.strerror or exc})") from None
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last.npz"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.npz"
+
+    def write_config(self, yaml_text: str) -> None:
+        atomic_write_bytes(self.path / "config.yaml",
+                           lambda h: h.write(yaml_text.encode("utf-8")))
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        text = json.dumps(summary, indent=2) + "\n"
+        atomic_write_bytes(self.path / "summary.json", lambda h: h.write(text.encode("utf-8")))
+
+    def start_metrics(self, keep_through_epoch: int = 0) -> None:
+        """Open the metric logs, keeping only rows with ``epoch <= keep_through_epoch``
+        (0 starts them afresh). Rewrites are atomic."""
+        rows = self.read_metrics()[:0] if keep_through_epoch == 0 else [
+            r for r in self.read_metrics() if int(r["epoch"]) <= keep_through_epoch]
+        csv_text = io.StringIO()
+        writer = csv.writer(csv_text, lineterminator="\n")
+        writer.writerow(METRIC_COLUMNS)
+        for row in rows:
+            writer.writerow([_cell(row.get(c)) for c in METRIC_COLUMNS])
+        jsonl_text = "".join(json.dumps(r) + "\n" for r in rows)
+        atomic_write_bytes(self.path / "metrics.csv",
+                           lambda h: h.write(csv_text.getvalue().encode("utf-8")))
+        atomic_write_bytes(self.path / "metrics.jsonl",
+                           lambda h: h.write(jsonl_text.encode("utf-8")))
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Rows of ``metrics.jsonl`` that parse (a torn last line is dropped)."""
+        path = self.path / "metrics.jsonl"
+        rows = []
+        if not path.exists():
+            return rows
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and "epoch" in row:
+                rows.append(row)
+        return rows
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        """Append one epoch row to both logs, flushed to disk."""
+        line = ",".join(_cell(row.get(c)) for c in METRIC_COLUMNS) + "\n"
+        for name, text in (("metrics.csv", line), ("metrics.jsonl", json.dumps(row) + "\n")):
+            with open(self.path / name, "a", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())

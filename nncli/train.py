@@ -1,0 +1,255 @@
+"""The training loop: minibatch gradient descent with validation, checkpoints and logs.
+
+:func:`train` runs a config end to end and writes its run directory. It never prints;
+progress goes to an optional :class:`Progress` callback.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nncli.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from nncli.config import Config
+from nncli.data import Dataset, TrainingData, class_weight_vector, load_training_data
+from nncli.errors import DivergedError, NncliError
+from nncli.metrics import evaluate
+from nncli.model import MLP, model_from_config
+from nncli.optim import Optimizer, learning_rate
+from nncli.rundir import RunDir, fresh_run_dir, run_dir_of_checkpoint
+
+
+class Progress:
+    """Callback interface for progress reporting; every method is optional to override."""
+
+    def on_train_start(self, run_dir: Path, n_train: int, start_epoch: int,
+                       epochs: int) -> None: ...
+
+    def on_epoch_start(self, epoch: int, epochs: int, n_samples: int) -> None: ...
+
+    def on_batch(self, n_samples: int, loss: float) -> None: ...
+
+    def on_epoch_end(self, row: dict[str, Any]) -> None: ...
+
+
+class Interrupted(NncliError):
+    """SIGINT/SIGTERM during training; ``last.npz`` has been written. Exit 130."""
+
+    exit_code = 130
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    model: MLP
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _improved(metric: str, value: float | None, best: float | None, min_delta: float) -> bool:
+    if value is None or not np.isfinite(value):
+        return False
+    if best is None:
+        return True
+    if metric == "val_acc":
+        return value > best + min_delta
+    return value < best - min_delta
+
+
+def _compatible(ckpt: Checkpoint, cfg: Config, data: TrainingData, path: Path) -> None:
+    """A resumed checkpoint must describe the same network and data as the config."""
+    old = ckpt.config
+    problems = []
+    if tuple(old.model.hidden) != tuple(cfg.model.hidden):
+        problems.append(f"model.hidden {list(old.model.hidden)} vs {list(cfg.model.hidden)}")
+    if old.model.activation != cfg.model.activation:
+        problems.append(f"model.activation {old.model.activation} vs {cfg.model.activation}")
+    if ckpt.classes != data.classes:
+        problems.append("the classes differ")
+    if tuple(ckpt.input_shape) != tuple(data.input_shape):
+        problems.append(f"input shape {ckpt.input_shape} vs {data.input_shape}")
+    if str(ckpt.model.dtype) != cfg.train.dtype:
+        problems.append(f"train.dtype {ckpt.model.dtype} vs {cfg.train.dtype}")
+    if problems:
+        raise NncliError(f"{path}: cannot resume with this config: " + "; ".join(problems))
+
+
+def _batches(n: int, batch_size: int | str, rng: np.random.Generator) -> list[np.ndarray]:
+    if batch_size == "full":
+        return [np.arange(n)]
+    order = rng.permutation(n)
+    return [order[i:i + batch_size] for i in range(0, n, int(batch_size))]
+
+
+def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None = None,
+          progress: Progress | None = None, data: TrainingData | None = None) -> TrainResult:
+    """Train ``cfg``'s model and write its run directory; returns the summary and model.
+
+    ``out`` is the run directory (default ``runs/<name>``, or ``runs/<name>-2``... if taken);
+    ``resume`` a checkpoint or run directory to continue from.
+    Raises :class:`DivergedError` on a non-finite loss and :class:`Interrupted` on Ctrl-C.
+    """
+    progress = progress or Progress()
+    wall_start = time.perf_counter()
+    data = data or load_training_data(cfg)
+    es = cfg.train.early_stopping
+    metric = es["metric"] if es else ("val_loss" if data.val is not None else "loss")
+    if metric.startswith("val_") and data.val is None:
+        raise NncliError("config key 'train.early_stopping.metric': "
+                         f"'{metric}' needs validation data (set data.val or data.val_split)")
+
+    ckpt: Checkpoint | None = None
+    if resume is not None:
+        resume = Path(resume)
+        ckpt = load_checkpoint(resume)
+        _compatible(ckpt, cfg, data, resume)
+        run = RunDir(Path(out) if out else run_dir_of_checkpoint(resume))
+    else:
+        run = RunDir(Path(out) if out else fresh_run_dir(Path("runs") / cfg.name))
+    run.create()
+
+    weights = class_weight_vector(cfg.loss.class_weight, data.classes, data.train.y)
+    if ckpt is not None:
+        model = ckpt.model
+        start_epoch, step = ckpt.epoch, ckpt.step
+        state = ckpt.extra
+    else:
+        model = model_from_config(cfg, data.train.X.shape[1], len(data.classes))
+        start_epoch, step, state = 0, 0, {}
+    optimizer = Optimizer(cfg.train.optimizer, cfg.train.momentum)
+    if ckpt is not None:
+        optimizer.load_state_arrays(ckpt.optimizer_state)
+    rng = np.random.default_rng([cfg.seed, 1])
+    if "rng_state" in state:
+        rng.bit_generator.state = state["rng_state"]
+    best_value: float | None = state.get("best_value")
+    best_epoch: int | None = state.get("best_epoch")
+    wait: int = int(state.get("wait", 0))
+    previous_rows = [r for r in run.read_metrics() if int(r["epoch"]) <= start_epoch] \
+        if ckpt is not None else []
+    best_row = next((r for r in previous_rows if r["epoch"] == best_epoch), None)
+    run.write_config(cfg.to_yaml())
+    run.start_metrics(keep_through_epoch=start_epoch)
+
+    X, y = data.train.X, data.train.y
+    n = X.shape[0]
+    batch_cap = n if cfg.train.batch_size == "full" else min(n, int(cfg.train.batch_size))
+    x_buffer = np.empty((batch_cap, X.shape[1]), dtype=X.dtype)
+    y_buffer = np.empty(batch_cap, dtype=y.dtype)
+    loss_kw = {"loss_type": cfg.loss.type, "reg_lambda": cfg.reg_lambda,
+               "margin": cfg.loss.margin, "class_weights": weights}
+
+    def snapshot(epoch: int) -> Checkpoint:
+        return Checkpoint(
+            model=MLP({k: v.copy() for k, v in model.params.items()}, model.activation_name),
+            config=cfg, classes=data.classes, input_shape=data.input_shape,
+            normalization=data.normalization, epoch=epoch, step=step,
+            optimizer_state={k: v.copy() for k, v in optimizer.state_arrays().items()},
+            extra={"rng_state": rng.bit_generator.state, "best_value": best_value,
+                   "best_epoch": best_epoch, "wait": wait, "features": data.features,
+                   "data_kind": data.kind,
+                   "class_weights": weights.tolist() if weights is not None else None},
+        )
+
+    rows: list[dict[str, Any]] = list(previous_rows)
+    last_saved_epoch = start_epoch
+    latest: Checkpoint | None = None
+    train_seconds = 0.0
+    samples_seen = 0
+    epoch = start_epoch
+    progress.on_train_start(run.path, n, start_epoch, cfg.train.epochs)
+    try:
+        for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
+            epoch_start = time.perf_counter()
+            lr = learning_rate(cfg.train.lr, cfg.train.lr_schedule, epoch, cfg.train.epochs)
+            progress.on_epoch_start(epoch, cfg.train.epochs, n)
+            sums = np.zeros(3)  # data loss, reg loss, correct — each weighted by batch size
+            for idx in _batches(n, cfg.train.batch_size, rng):
+                m = len(idx)
+                xb = np.take(X, idx, axis=0, out=x_buffer[:m])
+                yb = np.take(y, idx, out=y_buffer[:m])
+                d_loss, r_loss, grads, scores = model.loss(xb, yb, **loss_kw)
+                if not np.isfinite(d_loss + r_loss):
+                    raise DivergedError(
+                        f"loss became {d_loss + r_loss} at epoch {epoch}, step {step + 1} — "
+                        f"try a smaller train.lr (now {cfg.train.lr:g})")
+                sums += (d_loss * m, r_loss * m, np.count_nonzero(scores.argmax(axis=1) == yb))
+                optimizer.step(model.params, grads, lr)
+                step += 1
+                progress.on_batch(m, d_loss + r_loss)
+            train_seconds += time.perf_counter() - epoch_start
+            samples_seen += n
+            if not all(np.isfinite(p).all() for p in model.params.values()):
+                raise DivergedError(f"weights became non-finite at epoch {epoch}, step {step} — "
+                                    f"try a smaller train.lr (now {cfg.train.lr:g})")
+            row: dict[str, Any] = {
+                "epoch": epoch, "step": step, "lr": lr,
+                "loss": float((sums[0] + sums[1]) / n), "data_loss": float(sums[0] / n),
+                "reg_loss": float(sums[1] / n), "train_acc": float(sums[2] / n),
+                "val_loss": None, "val_acc": None,
+            }
+            if data.val is not None:
+                result = evaluate(model, data.val.X, data.val.y, reg_lambda=cfg.reg_lambda,
+                                  **{k: loss_kw[k] for k in ("loss_type", "margin",
+                                                              "class_weights")})
+                row["val_loss"], row["val_acc"] = result.loss, result.accuracy
+            row["seconds"] = time.perf_counter() - epoch_start
+            rows.append(row)
+            run.append_metrics(row)
+
+            improved = _improved(metric, row[metric], best_value, es["min_delta"] if es else 0.0)
+            if improved:
+                best_value, best_epoch, best_row, wait = row[metric], epoch, row, 0
+            else:
+                wait += 1
+            latest = snapshot(epoch)
+            if improved:
+                save_checkpoint(run.best, latest)
+            stop = es is not None and wait >= es["patience"]
+            if epoch % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs or stop:
+                save_checkpoint(run.last, latest)
+                last_saved_epoch = epoch
+            progress.on_epoch_end(row)
+            if stop:
+                break
+    except KeyboardInterrupt:
+        if latest is not None and last_saved_epoch < latest.epoch:
+            save_checkpoint(run.last, latest)
+        where = run.last if run.last.exists() else None
+        hint = f"; resume with --resume {where}" if where else " before the first epoch ended"
+        raise Interrupted(f"interrupted during epoch {epoch}{hint}") from None
+    except DivergedError:
+        if latest is not None and last_saved_epoch < latest.epoch:
+            save_checkpoint(run.last, latest)
+        raise
+
+    completed = rows[-1]["epoch"] if rows else start_epoch
+    final_row = rows[-1] if rows else None
+    summary: dict[str, Any] = {
+        "epochs": completed,
+        "best_epoch": best_epoch,
+        "final": final_row,
+        "best": best_row,
+        "wall_seconds": time.perf_counter() - wall_start,
+        "samples_per_sec": samples_seen / train_seconds if train_seconds > 0 else None,
+        "stopped_early": bool(es is not None and completed < cfg.train.epochs),
+        "best_metric": metric,
+        "run_dir": str(run.path),
+    }
+    if data.test is not None and run.best.exists():
+        summary["test"] = holdout_metrics(load_checkpoint(run.best).model, data.test, cfg, weights)
+    run.write_summary(summary)
+    return TrainResult(run.path, summary, model, rows)
+
+
+def holdout_metrics(model: MLP, dataset: Dataset, cfg: Config,
+                 weights: np.ndarray | None) -> dict[str, float]:
+    """Loss and accuracy of ``model`` on a held-out split (as in ``summary.json``'s ``test``)."""
+    result = evaluate(model, dataset.X, dataset.y, cfg.loss.type, cfg.loss.margin, weights,
+                      cfg.reg_lambda)
+    return {"n": result.n, "loss": result.loss, "data_loss": result.data_loss,
+            "reg_loss": result.reg_loss, "accuracy": result.accuracy}
