@@ -110,6 +110,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         path = candidate
     if not path.exists():
         raise NncliError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        raise NncliError(f"{path}: not an nncli checkpoint (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}

@@ -8,6 +8,7 @@ the traceback.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import traceback
@@ -51,8 +52,27 @@ class NncliGroup(click.Group):
             ctx.exit(2)
 
 
+def _finite_or_none(obj: Any) -> Any:
+    """JSON has no NaN/Infinity: report non-finite numbers as null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
 def _echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=None, allow_nan=False))
+    click.echo(json.dumps(_finite_or_none(obj), indent=None, allow_nan=False))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -63,7 +83,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
         cells = []
         for i, cell in enumerate(row):
             text = str(cell)
-            numeric = text.replace(".", "", 1).replace("e-", "").replace(",", "").isdigit()
+            numeric = _is_number(text.replace(",", ""))
             cells.append(text.rjust(widths[i]) if numeric and i else text.ljust(widths[i]))
         return "  ".join(cells).rstrip()
 
@@ -314,7 +334,7 @@ def eval_command(checkpoint: str, data: str, as_json: bool, batch_size: int) -> 
     click.echo(_table(conf_rows, ["", *classes]))
 
 
-@main.command()
+@main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("checkpoint", type=click.Path())
 @click.argument("inputs", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["tsv", "csv", "jsonl"]), default="tsv",
@@ -354,23 +374,24 @@ def predict(checkpoint: str, inputs: tuple[str, ...], fmt: str, top_k: int,
         if not batch:
             continue
         try:
-            preds = predictor.predict(batch, row, top_k)
+            lines = [format_prediction(p, fmt, top_k) for p in predictor.predict(batch, row, top_k)]
         except NncliError:
-            if not keep_going and len(batch) == 1:
-                raise
-            preds = []
+            # Find the bad input(s) one by one, answering the good ones before it.
+            lines = []
             for i, item in enumerate(batch):
                 try:
-                    preds += predictor.predict([item], row + i, top_k)
+                    lines += [format_prediction(p, fmt, top_k)
+                              for p in predictor.predict([item], row + i, top_k)]
                 except NncliError as exc:
                     if not keep_going:
+                        if lines:
+                            click.echo("\n".join(lines))
                         raise
                     failures += 1
                     click.echo(f"Error: {exc}", err=True)
         row += len(batch)
-        out = "\n".join(format_prediction(p, fmt, top_k) for p in preds)
-        if out:
-            click.echo(out)
+        if lines:
+            click.echo("\n".join(lines))
             sys.stdout.flush()
     if failures:
         sys.exit(2)

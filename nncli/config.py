@@ -61,8 +61,13 @@ SYNONYMS = {
 Checker = Callable[[Any, str], Any]
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, so an error message stays on one line."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def _fail(key: str, message: str) -> NncliError:
-    return NncliError(f"config key '{key}': {message}")
+    return NncliError(f"config key '{_printable(key)}': {message}")
 
 
 def _describe(value: Any) -> str:
@@ -91,7 +96,10 @@ def _as_float(value: Any, key: str, minimum: float | None = None, strict: bool =
             raise _fail(key, f"expected a number, got {_describe(value)}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _fail(key, f"expected a number, got {_describe(value)}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int too large for a float
+        raise _fail(key, "must be finite, got an integer too large for a float") from None
     if not math.isfinite(value):
         raise _fail(key, f"must be finite, got {value}")
     if minimum is not None and (value < minimum or (strict and value == minimum)):
@@ -200,9 +208,12 @@ def _check_early_stopping(value: Any, key: str) -> dict[str, Any] | None:
         raise _fail(key, "expected null or {patience, metric, min_delta}, "
                          f"got {_describe(value)}")
     _reject_unknown(value, ("patience", "metric", "min_delta"), key)
+    metric = value.get("metric", "val_loss")
+    if metric == "train_loss":  # SPEC's prose name for the training loss, column "loss"
+        metric = "loss"
     return {
         "patience": _as_int(value.get("patience", 5), f"{key}.patience", minimum=1),
-        "metric": _choice(EARLY_STOP_METRICS)(value.get("metric", "val_loss"), f"{key}.metric"),
+        "metric": _choice(EARLY_STOP_METRICS)(metric, f"{key}.metric"),
         "min_delta": _as_float(value.get("min_delta", 0.0), f"{key}.min_delta", minimum=0.0),
     }
 
@@ -300,7 +311,7 @@ def _reject_unknown(given: Mapping[str, Any], known: tuple[str, ...] | list[str]
         if key not in known:
             guess = suggest_key(str(key), known, dotted)
             hint = f" — did you mean '{guess}'?" if guess else ""
-            raise NncliError(f"unknown config key '{dotted}{key}'{hint} "
+            raise NncliError(f"unknown config key '{_printable(f'{dotted}{key}')}'{hint} "
                              f"(known here: {', '.join(known)})")
 
 
@@ -460,6 +471,11 @@ def parse_yaml(text: str, source: str) -> Any:
         raise NncliError(f"{source}: invalid YAML at {where}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise NncliError(f"{source}: invalid YAML: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - safe_load runs only PyYAML's own constructors
+        # which raise plain ValueError/IndexError/KeyError/... for e.g. `2020-13-45` (month
+        # 13), `!!float abc`, an empty `!!int`, `!!bool maybe` or an int of 5000 digits.
+        raise NncliError(f"{source}: invalid YAML value: {type(exc).__name__}: {exc}") \
+            from None
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:

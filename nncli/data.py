@@ -10,6 +10,8 @@ label-encoded :class:`Dataset` splits in the compute dtype.
 from __future__ import annotations
 
 import math
+import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +45,13 @@ class Normalization:
     shift: np.ndarray | None = None
     scale: np.ndarray | None = None
 
-    def apply(self, X: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
-        """Normalize X: (N, D) into a new array of ``dtype``, in row chunks to bound memory."""
+    def apply(self, X: np.ndarray, dtype: str | np.dtype,
+              where: Callable[[int], str] | None = None) -> np.ndarray:
+        """Normalize X: (N, D) into a new array of ``dtype``, in row chunks to bound memory.
+
+        A value that does not fit ``dtype`` (e.g. beyond float32's ~3.4e38) is an error naming
+        the example: ``where(i)`` describes row i (default ``example i+1``).
+        """
         out = np.empty(X.shape, dtype=dtype)
         step = max(1, (1 << 22) // max(1, X.shape[1]))
         for start in range(0, X.shape[0], step):
@@ -52,8 +59,26 @@ class Normalization:
             if self.shift is not None:
                 block -= self.shift
                 block /= self.scale
-            out[start:start + step] = block
+            with np.errstate(over="ignore"):
+                out[start:start + step] = block
+            finite = np.isfinite(out[start:start + step]).all(axis=1)
+            if not finite.all():
+                row = start + int(np.flatnonzero(~finite)[0])
+                place = where(row) if where else f"example {row + 1}"
+                raise NncliError(f"{place}: a feature value is out of the {np.dtype(dtype)} "
+                                 f"range after normalization (use train.dtype: float64 or "
+                                 f"rescale the data)")
         return out
+
+    @staticmethod
+    def rows_of(raw: RawData, index: np.ndarray | None = None) -> Callable[[int], str]:
+        """``where`` for :meth:`apply` on ``raw.X`` (or its rows ``index``): file and line
+        for tables, file and example number otherwise."""
+        if raw.label_lines is not None:
+            lines = raw.label_lines if index is None else raw.label_lines[index]
+            return lambda i: f"{raw.source}: line {int(lines[i])}"
+        numbers = np.arange(len(raw.X)) if index is None else index
+        return lambda i: f"{raw.source}: example {int(numbers[i]) + 1}"
 
 
 @dataclass
@@ -177,7 +202,7 @@ def read_table(path: Path, data_cfg: DataConfig) -> RawData:
 
     delimiter = TABLE_SUFFIXES[path.suffix.lower()]
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # tolerate Excel's BOM
             header = next(csv.reader(handle, delimiter=delimiter), None)
     except UnicodeDecodeError:
         raise NncliError(f"{path}: not a UTF-8 text table") from None
@@ -189,8 +214,10 @@ def read_table(path: Path, data_cfg: DataConfig) -> RawData:
     if not feature_idx:
         raise NncliError(f"{path}: no feature columns besides '{data_cfg.label_column}'")
     try:
-        cells = np.loadtxt(path, delimiter=delimiter, skiprows=1, dtype=str, ndmin=2,
-                           comments=None, quotechar='"', encoding="utf-8")
+        with warnings.catch_warnings():  # "input contained no data" etc.: we report it ourselves
+            warnings.simplefilter("ignore", UserWarning)
+            cells = np.loadtxt(path, delimiter=delimiter, skiprows=1, dtype=str, ndmin=2,
+                               comments=None, quotechar='"', encoding="utf-8")
         if cells.shape[0] == 0:
             raise NncliError(f"{path}: the table has a header but no rows")
         if cells.shape[1] != len(header):
@@ -206,11 +233,37 @@ def read_table(path: Path, data_cfg: DataConfig) -> RawData:
     labels = np.array([canonical_label(v) for v in labels.tolist()], dtype=str)
     features = [header[i] for i in feature_idx]
     return RawData(X=X, labels=labels, input_shape=(len(features),), source=str(path),
-                   kind="table", features=features, label_lines=np.arange(len(labels)) + 2)
+                   kind="table", features=features,
+                   label_lines=_row_line_numbers(path, delimiter, len(labels)))
+
+
+def _row_line_numbers(path: Path, delimiter: str, n_rows: int) -> np.ndarray:
+    """File line number (N,) of each data row: ``2, 3, ...`` unless blank lines (which the
+    fast reader skips) shift them, in which case the rows are counted the exact way."""
+    with path.open("rb") as handle:
+        newlines, last = 0, b""
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            newlines += chunk.count(b"\n")
+            last = chunk[-1:]
+    physical = newlines + (1 if last not in (b"\n", b"") else 0)
+    if physical - 1 == n_rows:
+        return np.arange(n_rows) + 2
+    import csv
+
+    lines = []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        next(reader, None)
+        for row in reader:
+            if row and not (len(row) == 1 and not row[0].strip()):
+                lines.append(reader.line_num)
+    return np.array(lines) if len(lines) == n_rows else np.arange(n_rows) + 2
 
 
 def read_npz(path: Path, data_cfg: DataConfig) -> RawData:
     """An ``.npz`` with ``X`` (N, D) or (N, H, W[, C]) and ``y`` (N,). Never unpickles."""
+    if not zipfile.is_zipfile(path):  # np.load would try to unpickle anything else
+        raise NncliError(f"{path}: not a readable .npz archive (not a zip file)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [k for k in ("X", "y") if k not in archive.files]
@@ -239,6 +292,11 @@ def read_npz(path: Path, data_cfg: DataConfig) -> RawData:
     if np.issubdtype(flat.dtype, np.floating) and not np.isfinite(flat).all():
         row = int(np.flatnonzero(~np.isfinite(flat).all(axis=1))[0])
         raise NncliError(f"{path}: X has a non-finite value in example {row + 1}")
+    if y.dtype.kind == "S":  # byte strings (e.g. from h5py or Python 2): decode, not "b'cat'"
+        y = np.char.decode(y, "utf-8", errors="replace")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        row = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise NncliError(f"{path}: y has a non-finite label in example {row + 1}")
     labels = np.array([canonical_label(v) for v in y.tolist()], dtype=str)
     return RawData(X=flat, labels=labels, input_shape=tuple(int(s) for s in X.shape[1:]),
                    source=str(path), kind="array")
@@ -335,12 +393,29 @@ def _check_shape(raw: RawData, input_shape: tuple[int, ...], role: str) -> None:
                          f"{int(np.prod(input_shape))} (shape {input_shape})")
 
 
+def align_features(raw: RawData, features: Sequence[str] | None) -> RawData:
+    """Reorder a table's feature columns to the training order ``features`` when its header
+    names the same columns in another order (a table read by name, as pandas users expect);
+    otherwise columns are taken by position. Returns ``raw`` or a reordered copy."""
+    if not features or not raw.features or list(raw.features) == list(features):
+        return raw
+    if sorted(raw.features) != sorted(features) or len(set(features)) != len(features):
+        return raw
+    order = [raw.features.index(name) for name in features]
+    return RawData(X=raw.X[:, order], labels=raw.labels, input_shape=raw.input_shape,
+                   source=raw.source, kind=raw.kind, features=list(features),
+                   label_lines=raw.label_lines)
+
+
 def make_dataset(raw: RawData, classes: Sequence[str], norm: Normalization,
-                 dtype: str, role: str, input_shape: tuple[int, ...]) -> Dataset:
+                 dtype: str, role: str, input_shape: tuple[int, ...],
+                 features: Sequence[str] | None = None) -> Dataset:
     """Encode labels and normalize features of a non-training source with training stats."""
+    raw = align_features(raw, features)
     _check_shape(raw, input_shape, role)
     y = encode_labels(raw.labels, classes, raw.source, raw.label_lines)
-    return Dataset(norm.apply(raw.X, dtype), y, list(classes), raw.source)
+    return Dataset(norm.apply(raw.X, dtype, Normalization.rows_of(raw)), y, list(classes),
+                   raw.source)
 
 
 def load_training_data(cfg: Config, splits: Sequence[str] = ("train", "val", "test"),
@@ -361,20 +436,28 @@ def load_training_data(cfg: Config, splits: Sequence[str] = ("train", "val", "te
     X = raw.X
     val: Dataset | None = None
     norm_X_val = None
+    keep = held = None
     if d.val_split > 0 and d.val is None and "val" in splits:
         keep, held = stratified_split(y, d.val_split, np.random.default_rng([cfg.seed, 2]))
+        if held.size == 0:
+            raise NncliError(f"config key 'data.val_split': {d.val_split:g} holds out no "
+                             f"examples of {d.train} (a class needs 2 or more examples to lend "
+                             f"one to validation)")
         norm_X_val, y_val = X[held], y[held]
         X, y = X[keep], y[keep]
     norm = fit_normalization(X, d.normalize, raw.kind == "images")
-    train = Dataset(norm.apply(X, dtype), y, classes, raw.source)
+    train = Dataset(norm.apply(X, dtype, Normalization.rows_of(raw, keep)), y, classes,
+                    raw.source)
     if norm_X_val is not None:
-        val = Dataset(norm.apply(norm_X_val, dtype), y_val, classes,
-                      f"{raw.source} (val_split {d.val_split})")
+        val = Dataset(norm.apply(norm_X_val, dtype, Normalization.rows_of(raw, held)), y_val,
+                      classes, f"{raw.source} (val_split {d.val_split})")
     elif d.val is not None and "val" in splits:
-        val = make_dataset(read_source(d.val, d), classes, norm, dtype, "val", raw.input_shape)
+        val = make_dataset(read_source(d.val, d), classes, norm, dtype, "val", raw.input_shape,
+                           raw.features)
     test = None
     if d.test is not None and "test" in splits:
-        test = make_dataset(read_source(d.test, d), classes, norm, dtype, "test", raw.input_shape)
+        test = make_dataset(read_source(d.test, d), classes, norm, dtype, "test",
+                            raw.input_shape, raw.features)
     return TrainingData(train=train, val=val, test=test, classes=classes,
                         input_shape=raw.input_shape, normalization=norm,
                         features=raw.features, kind=raw.kind)

@@ -12,6 +12,7 @@ if that also straddles the kink.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,7 +56,9 @@ class GradcheckReport:
             "tol": self.tol,
             "params": {
                 name: {
-                    "max_rel_error": p.max_rel_error,
+                    # JSON has no infinity: a non-finite gradient shows as null (ok false).
+                    "max_rel_error": (p.max_rel_error if math.isfinite(p.max_rel_error)
+                                      else None),
                     "checked": p.checked,
                     "skipped_at_kink": p.skipped_at_kink,
                     "worst_index": list(p.worst_index) if p.worst_index is not None else None,
@@ -66,7 +69,12 @@ class GradcheckReport:
 
 
 def relative_error(analytic: float, numeric: float) -> float:
-    """``|a - n| / max(|a|, |n|, 1e-12)``, or 0 when ``|a - n| < 1e-10``."""
+    """``|a - n| / max(|a|, |n|, 1e-12)``, or 0 when ``|a - n| < 1e-10``.
+
+    A NaN or infinite value on either side never agrees: the error is ``inf``.
+    """
+    if not (math.isfinite(analytic) and math.isfinite(numeric)):
+        return math.inf
     diff = abs(analytic - numeric)
     if diff < ABS_AGREE:
         return 0.0
@@ -74,21 +82,32 @@ def relative_error(analytic: float, numeric: float) -> float:
 
 
 class _Objective:
-    """The full loss as a function of the model's current parameters, plus its kink pattern."""
+    """The full loss as a function of the model's current parameters, plus its kink pattern.
+
+    The data loss is evaluated on the model; the ``lambda R(W)`` term on ``probe``, a copy of
+    the model whose parameters are all zero except the entry being perturbed. ``R`` is a sum
+    of one term per entry, so ``R(w+h) - R(w-h)`` is the same on both, but on the probe it is
+    not the small difference of two large sums: with ``lambda R(W)`` in the hundreds, the
+    rounding of the whole sum would otherwise swamp gradients of order 1e-3 and fail correct
+    code at the default tolerance.
+    """
 
     def __init__(self, model: MLP, X: np.ndarray, y: np.ndarray, loss_type: str,
                  reg_lambda: float, margin: float, class_weights: np.ndarray | None) -> None:
         self.model, self.X, self.y = model, X, y
         self.loss_type, self.reg_lambda, self.margin = loss_type, reg_lambda, margin
         self.class_weights = class_weights
+        self.probe = MLP({k: np.zeros_like(v) for k, v in model.params.items()},
+                         model.activation_name)
         self.has_kinks = (loss_type == "svm" or (
             model.n_layers > 1 and model.activation_name in ("relu", "leaky_relu")))
 
     def __call__(self) -> tuple[float, bytes]:
+        """(data loss + lambda R(probe), kink pattern) at the current parameters."""
         scores = self.model.forward(self.X, keep_cache=True)
         value, _ = data_loss(self.loss_type, scores.copy(), self.y, self.margin,
                              self.class_weights)
-        value += self.model.reg_loss(self.reg_lambda)
+        value += self.probe.reg_loss(self.reg_lambda)
         if not self.has_kinks:
             return value, b""
         parts = []
@@ -105,20 +124,21 @@ class _Objective:
         return grads
 
 
-def _numeric_entry(objective: _Objective, w: np.ndarray, idx: tuple[int, ...]
-                   ) -> float | None:
+def _numeric_entry(objective: _Objective, name: str, idx: tuple[int, ...]) -> float | None:
+    w, probe = objective.model.params[name], objective.probe.params[name]
     old = w[idx]
     try:
         for h in STEPS:
-            w[idx] = old + h
+            w[idx] = probe[idx] = old + h
             f_plus, pattern_plus = objective()
-            w[idx] = old - h
+            w[idx] = probe[idx] = old - h
             f_minus, pattern_minus = objective()
             if pattern_plus == pattern_minus:
                 return (f_plus - f_minus) / (2.0 * h)
         return None
     finally:
         w[idx] = old
+        probe[idx] = 0.0
 
 
 def check_gradients(model: MLP, X: np.ndarray, y: np.ndarray, loss_type: str = "softmax",
@@ -142,7 +162,7 @@ def check_gradients(model: MLP, X: np.ndarray, y: np.ndarray, loss_type: str = "
             flat_indices = np.sort(rng.choice(w.size, size=samples, replace=False))
         for flat in flat_indices:
             idx = np.unravel_index(int(flat), w.shape)
-            numeric = _numeric_entry(objective, w, idx)
+            numeric = _numeric_entry(objective, name, idx)
             if numeric is None:
                 result.skipped_at_kink += 1
                 continue

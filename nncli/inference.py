@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 
 from nncli.checkpoint import Checkpoint, load_checkpoint
-from nncli.data import TABLE_SUFFIXES, encode_labels, read_source
+from nncli.data import (
+    TABLE_SUFFIXES,
+    Normalization,
+    align_features,
+    encode_labels,
+    read_source,
+)
 from nncli.errors import NncliError
 from nncli.losses import softmax
 from nncli.metrics import confusion_matrix, evaluate, per_class_report
@@ -37,14 +43,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
     """
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt.config
-    raw = read_source(data, cfg.data)
+    raw = align_features(read_source(data, cfg.data), ckpt.extra.get("features"))
     expected = int(np.prod(ckpt.input_shape))
     if raw.X.shape[1] != expected:
         raise NncliError(f"{data}: examples have {raw.X.shape[1]} features (shape "
                          f"{raw.input_shape}) but the model expects {expected} (shape "
                          f"{ckpt.input_shape})")
     y = encode_labels(raw.labels, ckpt.classes, raw.source, raw.label_lines)
-    X = ckpt.normalization.apply(raw.X, ckpt.model.dtype)
+    X = ckpt.normalization.apply(raw.X, ckpt.model.dtype, Normalization.rows_of(raw))
     result = evaluate(ckpt.model, X, y, cfg.loss.type, cfg.loss.margin,
                       checkpoint_class_weights(ckpt), cfg.reg_lambda, batch_size)
     confusion = confusion_matrix(y, result.predictions, len(ckpt.classes))
@@ -78,14 +84,19 @@ class Predictor:
         self.features: list[str] | None = self.ckpt.extra.get("features")
         self.dim = int(np.prod(self.ckpt.input_shape))
         self.drop_column: int | None = None  # label column position when rows carry one
+        # Positions of the training features in rows shaped like a header seen on stdin
+        # (which may name the columns in another order), and that header's width.
+        self.column_order: list[int] | None = None
+        self.header_width: int | None = None
 
     @property
     def classes(self) -> list[str]:
         return self.ckpt.classes
 
-    def probabilities(self, X_raw: np.ndarray) -> np.ndarray:
+    def probabilities(self, X_raw: np.ndarray, first_row: int = 1) -> np.ndarray:
         """Softmax of the scores for raw (un-normalized) rows. X_raw: (N, D) -> (N, K)."""
-        X = self.ckpt.normalization.apply(X_raw, self.ckpt.model.dtype)
+        X = self.ckpt.normalization.apply(X_raw, self.ckpt.model.dtype,
+                                          lambda i: f"input row {first_row + i}")
         return softmax(self.ckpt.model.forward(X, keep_cache=False))
 
     def featurize(self, items: list[str], first_row: int) -> tuple[np.ndarray, list[str]]:
@@ -111,7 +122,9 @@ class Predictor:
         """One table row of feature values (comma or tab separated) -> (D,)."""
         delimiter = "\t" if "\t" in line else ","
         cells = next(csv.reader(io.StringIO(line), delimiter=delimiter), [])
-        if self.drop_column is not None and len(cells) == self.dim + 1:
+        if self.column_order is not None and len(cells) == self.header_width:
+            cells = [cells[i] for i in self.column_order]
+        elif self.drop_column is not None and len(cells) == self.dim + 1:
             del cells[self.drop_column]
         if len(cells) != self.dim:
             raise NncliError(f"input row {number}: expected {self.dim} feature values, "
@@ -132,17 +145,25 @@ class Predictor:
             return False
         delimiter = "\t" if "\t" in line else ","
         cells = [c.strip() for c in next(csv.reader(io.StringIO(line), delimiter=delimiter), [])]
-        if not set(self.features).issubset(cells) or any(_is_number(c) for c in cells):
-            return False
         label = self.ckpt.config.data.label_column
+        # Numeric column names ("0,1,2,label") still make a header when the label column is
+        # there: a data row of this model never holds the label column's name.
+        exact = label in cells and [c for c in cells if c != label] == list(self.features)
+        if not exact and (not set(self.features).issubset(cells)
+                          or any(_is_number(c) for c in cells)):
+            return False
         if label in cells and len(cells) == self.dim + 1:
             self.drop_column = cells.index(label)
+        if len(set(self.features)) == self.dim and [c for c in cells if c != label] != list(
+                self.features):
+            self.column_order = [cells.index(name) for name in self.features]
+            self.header_width = len(cells)
         return True
 
     def predict(self, items: list[str], first_row: int = 1, top_k: int = 1) -> list[Prediction]:
         """Predictions for a batch of inputs, in order."""
         X_raw, names = self.featurize(items, first_row)
-        probs = self.probabilities(X_raw)
+        probs = self.probabilities(X_raw, first_row)
         k = min(top_k, probs.shape[1])
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         return [Prediction(name, [(self.classes[j], float(probs[i, j])) for j in order[i]])
@@ -162,15 +183,23 @@ def expand_table_files(predictor: Predictor, inputs: Iterable[str]) -> Iterator[
     a label column, if present, are dropped)."""
     for item in inputs:
         path = Path(item)
-        if predictor.kind != "images" and path.suffix.lower() in TABLE_SUFFIXES and path.exists():
+        if predictor.kind != "images" and path.suffix.lower() in TABLE_SUFFIXES:
+            if not path.is_file():
+                raise NncliError(f"{item}: no such table file")
             delimiter = TABLE_SUFFIXES[path.suffix.lower()]
-            with path.open(newline="", encoding="utf-8") as handle:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
                 reader = csv.reader(handle, delimiter=delimiter)
-                header = next(reader, [])
+                header = [h.strip() for h in next(reader, [])]
                 label_col = predictor.ckpt.config.data.label_column
                 drop = header.index(label_col) if label_col in header else None
+                features = predictor.features or []
+                order = ([header.index(name) for name in features]
+                         if features and len(set(features)) == len(features) == predictor.dim
+                         and set(features) <= set(header) else None)
                 for row in reader:
-                    if drop is not None and len(row) == len(header):
+                    if order is not None and len(row) == len(header):
+                        row = [row[i] for i in order]
+                    elif drop is not None and len(row) == len(header):
                         row = row[:drop] + row[drop + 1:]
                     yield delimiter.join(row)
         else:

@@ -48,6 +48,24 @@ def init_std(init: str | dict[str, float], activation: str, fan_in: int, fan_out
     return float(np.sqrt(2.0 / (fan_in + fan_out)))
 
 
+class Buffers:
+    """Work arrays for training steps of up to ``capacity`` examples, allocated once.
+
+    z[l]: (capacity, width_l) layer outputs; da[l], mask[l]: (capacity, hidden width)
+    gradients and relu masks; dW, db, scratch: one per layer, shaped like the parameters.
+    """
+
+    def __init__(self, sizes: Sequence[int], capacity: int, dtype: np.dtype) -> None:
+        self.capacity = capacity
+        self.z = [np.empty((capacity, width), dtype) for width in sizes[1:]]
+        self.da = [np.empty((capacity, width), dtype) for width in sizes[1:-1]]
+        self.mask = [np.empty((capacity, width), bool) for width in sizes[1:-1]]
+        pairs = list(zip(sizes[:-1], sizes[1:]))
+        self.dW = [np.empty((fan_out, fan_in), dtype) for fan_in, fan_out in pairs]
+        self.scratch = [np.empty((fan_out, fan_in), dtype) for fan_in, fan_out in pairs]
+        self.db = [np.empty(fan_out, dtype) for _, fan_out in pairs]
+
+
 class MLP:
     """A fully connected network; ``hidden=()`` makes it the linear classifier ``Wx + b``.
 
@@ -89,12 +107,27 @@ class MLP:
     def weight_names(self) -> list[str]:
         return [f"W{i}" for i in range(1, self.n_layers + 1)]
 
-    def forward(self, X: np.ndarray, keep_cache: bool = True) -> np.ndarray:
-        """Class scores. X: (N, D) -> scores: (N, K). Keeps layer inputs for ``backward``."""
+    def make_buffers(self, capacity: int) -> Buffers:
+        """Work arrays for batches of up to ``capacity`` rows (see :class:`Buffers`)."""
+        return Buffers(self.sizes, capacity, self.dtype)
+
+    def forward(self, X: np.ndarray, keep_cache: bool = True,
+                buffers: Buffers | None = None) -> np.ndarray:
+        """Class scores. X: (N, D) -> scores: (N, K). Keeps layer inputs for ``backward``.
+
+        With ``buffers`` the layer outputs are written into them (no allocation), so the
+        returned scores are overwritten by the next call.
+        """
+        n = X.shape[0]
         a = X
         cache = [a]
         for i in range(1, self.n_layers + 1):
-            z = affine_forward(a, self.params[f"W{i}"], self.params[f"b{i}"])
+            W, b = self.params[f"W{i}"], self.params[f"b{i}"]
+            if buffers is None:
+                z = affine_forward(a, W, b)
+            else:
+                z = np.matmul(a, W.T, out=buffers.z[i - 1][:n])
+                z += b
             if i < self.n_layers:
                 a = self.activation.fn(z, out=z)
                 cache.append(a)
@@ -103,25 +136,55 @@ class MLP:
         self._cache = cache if keep_cache else []
         return a
 
-    def backward(self, dscores: np.ndarray, reg_lambda: float = 0.0) -> dict[str, np.ndarray]:
+    def backward(self, dscores: np.ndarray, reg_lambda: float = 0.0,
+                 buffers: Buffers | None = None) -> dict[str, np.ndarray]:
         """Backprop from ``dL/dscores`` (N, K) through the cached forward pass.
 
         Returns ``{"W1": (h1, D), "b1": (h1,), ...}`` including the L2 term ``2 lambda W``.
+        With ``buffers`` the gradients are written into (and returned as) its arrays.
         """
         if len(self._cache) != self.n_layers:
             raise RuntimeError("backward() needs a forward(..., keep_cache=True) first")
         grads: dict[str, np.ndarray] = {}
         dz = dscores
+        n = dscores.shape[0]
         for i in range(self.n_layers, 0, -1):
             a_prev = self._cache[i - 1]
             W = self.params[f"W{i}"]
-            da, dW, db = affine_backward(dz, a_prev, W, need_da=i > 1)
-            if reg_lambda:
-                dW += (2.0 * reg_lambda) * W
+            if buffers is None:
+                da, dW, db = affine_backward(dz, a_prev, W, need_da=i > 1)
+                if reg_lambda:
+                    dW += (2.0 * reg_lambda) * W
+            else:
+                dW = np.matmul(dz.T, a_prev, out=buffers.dW[i - 1])
+                db = np.sum(dz, axis=0, out=buffers.db[i - 1])
+                da = np.matmul(dz, W, out=buffers.da[i - 2][:n]) if i > 1 else None
+                if reg_lambda:
+                    dW += np.multiply(W, 2.0 * reg_lambda, out=buffers.scratch[i - 1])
             grads[f"W{i}"], grads[f"b{i}"] = dW, db
             if i > 1:
-                dz = self.activation.backward(da, a_prev)
+                if buffers is not None and self.activation_name == "relu":
+                    # relu' is the 0/1 mask of positive outputs: multiply in place.
+                    mask = np.greater(a_prev, 0, out=buffers.mask[i - 2][:n])
+                    dz = np.multiply(da, mask, out=da)
+                else:
+                    dz = self.activation.backward(da, a_prev)
         return grads
+
+    def train_step(self, X: np.ndarray, y: np.ndarray, buffers: Buffers | None = None,
+                   loss_type: str = "softmax", reg_lambda: float = 0.0, margin: float = 1.0,
+                   class_weights: np.ndarray | None = None,
+                   ) -> tuple[float, float, int, dict[str, np.ndarray]]:
+        """Forward and backward on one batch for training, in ``buffers`` when given.
+
+        X: (N, D), y: (N,) -> (data_loss, reg_loss, number of correct predictions, grads),
+        all taken before any update.
+        """
+        scores = self.forward(X, True, buffers)
+        correct = int(np.count_nonzero(scores.argmax(axis=1) == y))
+        loss_value, dscores = data_loss(loss_type, scores, y, margin, class_weights)
+        grads = self.backward(dscores, reg_lambda, buffers)
+        return loss_value, self.reg_loss(reg_lambda), correct, grads
 
     def reg_loss(self, reg_lambda: float) -> float:
         """``lambda * sum over layers of sum W^2`` (biases excluded)."""

@@ -100,8 +100,11 @@ class Optimizer:
             self.update(params[key], g, self.state.setdefault(key, {}), lr, self.hp)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """All state as ``{"opt_<slot>_<param>": array}``, e.g. ``opt_v_W1``."""
-        return {f"opt_{slot}_{key}": arr for key, slots in self.state.items()
+        """A snapshot of all state as ``{"opt_<slot>_<param>": array}``, e.g. ``opt_v_W1``.
+
+        The arrays are copies: later steps (which update state in place) do not change them.
+        """
+        return {f"opt_{slot}_{key}": arr.copy() for key, slots in self.state.items()
                 for slot, arr in slots.items()}
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:

@@ -45,6 +45,21 @@ def run_dir_of_checkpoint(checkpoint: Path) -> Path:
     return checkpoint.parent
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats as None: JSON has no NaN/Infinity (as JSON.stringify)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _json(value: Any, **kw: Any) -> str:
+    return json.dumps(_json_safe(value), allow_nan=False, **kw)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -84,7 +99,7 @@ class RunDir:
                            lambda h: h.write(yaml_text.encode("utf-8")))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        text = json.dumps(summary, indent=2) + "\n"
+        text = _json(summary, indent=2) + "\n"
         atomic_write_bytes(self.path / "summary.json", lambda h: h.write(text.encode("utf-8")))
 
     def start_metrics(self, keep_through_epoch: int = 0) -> None:
@@ -97,7 +112,7 @@ class RunDir:
         writer.writerow(METRIC_COLUMNS)
         for row in rows:
             writer.writerow([_cell(row.get(c)) for c in METRIC_COLUMNS])
-        jsonl_text = "".join(json.dumps(r) + "\n" for r in rows)
+        jsonl_text = "".join(_json(r) + "\n" for r in rows)
         atomic_write_bytes(self.path / "metrics.csv",
                            lambda h: h.write(csv_text.getvalue().encode("utf-8")))
         atomic_write_bytes(self.path / "metrics.jsonl",
@@ -121,7 +136,7 @@ class RunDir:
     def append_metrics(self, row: dict[str, Any]) -> None:
         """Append one epoch row to both logs, flushed to disk."""
         line = ",".join(_cell(row.get(c)) for c in METRIC_COLUMNS) + "\n"
-        for name, text in (("metrics.csv", line), ("metrics.jsonl", json.dumps(row) + "\n")):
+        for name, text in (("metrics.csv", line), ("metrics.jsonl", _json(row) + "\n")):
             with open(self.path / name, "a", encoding="utf-8") as handle:
                 handle.write(text)
                 handle.flush()

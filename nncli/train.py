@@ -140,6 +140,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     batch_cap = n if cfg.train.batch_size == "full" else min(n, int(cfg.train.batch_size))
     x_buffer = np.empty((batch_cap, X.shape[1]), dtype=X.dtype)
     y_buffer = np.empty(batch_cap, dtype=y.dtype)
+    buffers = model.make_buffers(batch_cap)
     loss_kw = {"loss_type": cfg.loss.type, "reg_lambda": cfg.reg_lambda,
                "margin": cfg.loss.margin, "class_weights": weights}
 
@@ -162,6 +163,9 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     samples_seen = 0
     epoch = start_epoch
     progress.on_train_start(run.path, n, start_epoch, cfg.train.epochs)
+    # Overflow is detected (and reported once) through the loss check below.
+    errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+    errstate.__enter__()
     try:
         for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
             epoch_start = time.perf_counter()
@@ -172,12 +176,12 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
                 m = len(idx)
                 xb = np.take(X, idx, axis=0, out=x_buffer[:m])
                 yb = np.take(y, idx, out=y_buffer[:m])
-                d_loss, r_loss, grads, scores = model.loss(xb, yb, **loss_kw)
+                d_loss, r_loss, correct, grads = model.train_step(xb, yb, buffers, **loss_kw)
                 if not np.isfinite(d_loss + r_loss):
                     raise DivergedError(
                         f"loss became {d_loss + r_loss} at epoch {epoch}, step {step + 1} — "
                         f"try a smaller train.lr (now {cfg.train.lr:g})")
-                sums += (d_loss * m, r_loss * m, np.count_nonzero(scores.argmax(axis=1) == yb))
+                sums += (d_loss * m, r_loss * m, correct)
                 optimizer.step(model.params, grads, lr)
                 step += 1
                 progress.on_batch(m, d_loss + r_loss)
@@ -226,6 +230,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
         if latest is not None and last_saved_epoch < latest.epoch:
             save_checkpoint(run.last, latest)
         raise
+    finally:
+        errstate.__exit__(None, None, None)
 
     completed = rows[-1]["epoch"] if rows else start_epoch
     final_row = rows[-1] if rows else None
