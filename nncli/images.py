@@ -77,7 +77,9 @@ log = logging.getLogger("nncli")
 CACHE_FORMAT = 1
 MODES = {"L": 1, "RGB": 3}  # mode -> channels
 REDUCING_GAP = 3.0
-PARALLEL_MIN_IMAGES = 256  # fewer than this: decode in-process (a pool costs more)
+PARALLEL_MIN_SECONDS = 0.25  # estimated serial decode time below which a pool isn't worth it
+THREAD_MIN_SECONDS = 0.002  # images slower than this to decode go to threads ...
+THREAD_MIN_BYTES = 1 << 16  # ... as do images with more bytes than this; else processes
 MAX_CHUNK = 1024  # images per task; large chunks amortize the per-task overhead
 CHUNK_BYTES = 32 << 20  # ... but a task's result stays below this many bytes
 
@@ -263,27 +265,35 @@ def _decode_into(X: np.ndarray, paths: Sequence[str], size: tuple[int, int] | No
 
 
 def decode_images(paths: Sequence[str], size: Sequence[int] | None, mode: str, *,
-                  workers: int | None = None, pool: str = "process",
+                  workers: int | None = None, pool: str | None = None,
                   progress: ProgressFn | None = None) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Decode images into one array: X (N, H*W*C) uint8 and the image shape (H, W, C).
 
     All images must come out the same shape (give ``size`` to resize them); a file that
     fails to decode, or the first whose shape differs from the first image's, is a
-    :class:`NncliError` naming the file(s). ``workers`` defaults to the available cores
-    (1 = in-process; small batches are always decoded in-process); ``pool`` is
-    ``process`` (falls back to threads if processes cannot start) or ``thread``.
+    :class:`NncliError` naming the file(s). ``workers`` defaults to the available cores,
+    or 1 (in-process) when decoding everything would take less than
+    ``PARALLEL_MIN_SECONDS`` judging by the first image. ``pool`` is ``process`` (falls
+    back to threads if processes cannot start), ``thread`` or None: threads for images
+    that are slow to decode or large (the GIL is then mostly released, and large rows
+    are costly to send between processes), else processes.
     """
     size = _check_settings(size, mode)
-    if pool not in ("process", "thread"):
-        raise ValueError(f"pool must be 'process' or 'thread', got {pool!r}")
+    if pool not in (None, "process", "thread"):
+        raise ValueError(f"pool must be 'process', 'thread' or None, got {pool!r}")
     if not paths:
         raise ValueError("no images to decode")
+    started = time.perf_counter()
     first = load_image(paths[0], size, mode)
+    seconds = time.perf_counter() - started
     shape = (first.shape[0], first.shape[1], first.shape[2])
     n = len(paths)
-    workers = available_cpus() if workers is None else max(1, workers)
-    if n < PARALLEL_MIN_IMAGES:
-        workers = 1
+    if workers is None:
+        workers = available_cpus() if n * seconds >= PARALLEL_MIN_SECONDS else 1
+    workers = max(1, min(workers, n))
+    if pool is None:
+        slow = seconds > THREAD_MIN_SECONDS or first.size > THREAD_MIN_BYTES
+        pool = "thread" if slow else "process"
     X = np.empty((n, first.size), dtype=np.uint8)
     reference = (paths[0], shape)
     try:

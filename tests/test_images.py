@@ -172,13 +172,15 @@ def test_undecodable_image_names_the_file(tmp_path: Path, damage: str) -> None:
 
 
 def test_parallel_decode_reports_the_first_bad_file_and_matches_serial(tmp_path: Path) -> None:
-    n = images.PARALLEL_MIN_IMAGES + 44
+    n = 300
     make_folder(tmp_path / "data", {"a": n // 2, "b": n - n // 2}, shape=(3, 3))
     paths = sorted(str(p) for p in (tmp_path / "data").rglob("*.png"))
     serial, _ = images.decode_images(paths, None, "L", workers=1)
     for pool in ("process", "thread"):
-        X, shape = images.decode_images(paths, None, "L", workers=2, pool=pool)
-        assert shape == (3, 3, 1)
+        seen: list[tuple[int, int]] = []
+        X, shape = images.decode_images(paths, None, "L", workers=2, pool=pool,
+                                        progress=lambda done, total: seen.append((done, total)))
+        assert shape == (3, 3, 1) and seen[-1] == (n, n) and len(seen) > 1
         np.testing.assert_array_equal(X, serial)
     for late in (paths[-3], paths[n // 2 + 5]):  # two bad files: the earlier one is named
         Path(late).write_bytes(b"junk")
