@@ -6,6 +6,7 @@ Generates, once, an image folder of noisy digits (default 10,000 28x28 grayscale
 - ``serial``   :func:`nncli.images.decode_images` in-process, one core
 - ``threads``  the same on a ThreadPoolExecutor (all cores)
 - ``processes`` the same on a ProcessPoolExecutor (all cores)
+- ``auto``     the same with the pool nncli picks (see ``decode_images``)
 - ``cold``     :func:`nncli.images.read_image_folder` with an empty cache (listing, decode
                on all cores, cache write)
 - ``warm``     the same with the cache filled (listing + fingerprint + load + checksum)
@@ -88,6 +89,20 @@ def best_rate(n: int, run: Callable[[], object], repeat: int,
     return n / best, result
 
 
+def fresh_process_seconds(root: Path, resize: tuple[int, ...] | None, mode: str, cache: Path,
+                          clear_first: bool) -> float:
+    """Wall time of a new interpreter that imports nncli and reads the folder once."""
+    import subprocess
+
+    if clear_first:
+        shutil.rmtree(cache, ignore_errors=True)
+    code = ("from nncli.images import read_image_folder; "
+            f"read_image_folder({str(root)!r}, {resize!r}, {mode!r}, {str(cache)!r})")
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", type=Path, default=None,
@@ -98,6 +113,8 @@ def main() -> None:
     parser.add_argument("--format", default="png", help="file extension: png, jpg, bmp...")
     parser.add_argument("--resize", default=None, help="decode with data.image.size WxH")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--fresh", action="store_true",
+                        help="also time cold and warm reads in a new Python process each")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     resize = tuple(int(v) for v in args.resize.split("x")) if args.resize else None
@@ -122,6 +139,8 @@ def main() -> None:
             n, lambda: decode_images(paths, resize, args.mode, pool="thread")[0], args.repeat)
         rates["processes"], outputs["processes"] = best_rate(
             n, lambda: decode_images(paths, resize, args.mode, pool="process")[0], args.repeat)
+        rates["auto"], outputs["auto"] = best_rate(
+            n, lambda: decode_images(paths, resize, args.mode)[0], args.repeat)
         rates["cold"], cold = best_rate(
             n, lambda: read_image_folder(root, resize, args.mode, cache), args.repeat, clear)
         rates["warm"], warm = best_rate(
@@ -129,6 +148,8 @@ def main() -> None:
         for name, X in outputs.items():
             assert np.array_equal(X, cold.X), f"{name} decoded differently"  # type: ignore
         assert np.array_equal(cold.X, warm.X)  # type: ignore[union-attr]
+        fresh = {name: fresh_process_seconds(root, resize, args.mode, cache, clear_first)
+                 for name, clear_first in (("cold", True), ("warm", False))} if args.fresh else {}
     finally:
         shutil.rmtree(cache, ignore_errors=True)
 
@@ -136,11 +157,14 @@ def main() -> None:
     print(f"{n} images {'x'.join(map(str, shape))} ({args.format}, {args.mode}"
           f"{', resized' if resize else ''}) from {root}; {available_cpus()} cores; "
           f"best of {args.repeat}")
-    for name in ("serial", "threads", "processes", "cold", "warm"):
+    for name in ("serial", "threads", "processes", "auto", "cold", "warm"):
         print(f"  {name:<10} {rates[name]:>10,.0f} images/s  {n / rates[name] * 1e3:8.1f} ms")
     print(f"  warm / cold speed-up:        {rates['warm'] / rates['cold']:6.1f}x")
     print(f"  processes / serial speed-up: {rates['processes'] / rates['serial']:6.2f}x")
     print(f"  threads / serial speed-up:   {rates['threads'] / rates['serial']:6.2f}x")
+    if fresh:
+        print(f"  new process each (imports included): cold {fresh['cold'] * 1e3:.0f} ms, "
+              f"warm {fresh['warm'] * 1e3:.0f} ms, speed-up {fresh['cold'] / fresh['warm']:.1f}x")
 
 
 if __name__ == "__main__":

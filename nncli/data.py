@@ -360,7 +360,15 @@ def fit_normalization(X: np.ndarray, kind: str, is_image: bool) -> Normalization
         if kind == "mean":
             scale = np.ones(D)
         else:
-            scale = X.std(axis=0, dtype=np.float64)
+            # Population std, accumulated over row blocks so that a large uint8/float32 X
+            # is never copied whole into float64.
+            squares = np.zeros(D)
+            step = max(1, (1 << 22) // max(1, D))
+            for start in range(0, X.shape[0], step):
+                block = X[start:start + step].astype(np.float64)
+                block -= shift
+                squares += np.einsum("ij,ij->j", block, block)
+            scale = np.sqrt(squares / X.shape[0])
     scale = np.where(scale > 0, scale, 1.0)
     return Normalization(kind, shift.astype(np.float64), scale.astype(np.float64))
 
@@ -386,7 +394,12 @@ def stratified_split(y: np.ndarray, fraction: float,
     return keep, held_out
 
 
-def _check_shape(raw: RawData, input_shape: tuple[int, ...], role: str) -> None:
+def check_shape(raw: RawData, input_shape: tuple[int, ...], role: str) -> None:
+    """Refuse examples whose shape differs from the training data's (naming both)."""
+    if raw.kind == "images" and tuple(raw.input_shape) != tuple(input_shape):
+        h, w = input_shape[:2]
+        raise NncliError(f"{raw.source}: {role} images have shape {raw.input_shape} (H, W, C), "
+                         f"the training images {input_shape} — set data.image.size: [{w}, {h}]")
     if raw.X.shape[1] != int(np.prod(input_shape)):
         raise NncliError(f"{raw.source}: {role} examples have {raw.X.shape[1]} features "
                          f"(shape {raw.input_shape}), the training data has "
@@ -412,7 +425,7 @@ def make_dataset(raw: RawData, classes: Sequence[str], norm: Normalization,
                  features: Sequence[str] | None = None) -> Dataset:
     """Encode labels and normalize features of a non-training source with training stats."""
     raw = align_features(raw, features)
-    _check_shape(raw, input_shape, role)
+    check_shape(raw, input_shape, role)
     y = encode_labels(raw.labels, classes, raw.source, raw.label_lines)
     return Dataset(norm.apply(raw.X, dtype, Normalization.rows_of(raw)), y, list(classes),
                    raw.source)

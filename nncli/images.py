@@ -26,23 +26,33 @@ Decoding (:func:`load_image`), the same for training and prediction:
   by an integer factor (for JPEG in the DCT domain, via ``draft``) down to at least 3x the
   target, which is much faster and visually the same. The aspect ratio is not kept.
 
-Speed: decoding runs in a ``ProcessPoolExecutor`` (one worker per available core) over
-chunks of files, each worker writing its rows straight into the shared output ``.npy``
-file (a memory map), which then becomes the cache entry: no pixels are pickled between
-processes. Measured on small images (28x28 PNG) processes were 3-4x faster than a
-``ThreadPoolExecutor``: Pillow releases the GIL while decompressing, but for small files
-most of the time is Python-level parsing in ``Image.open``, which threads serialize on;
-for large JPEGs threads and processes were within ~15% of each other. Folders with few
-images are decoded in-process, and if a process pool cannot be started threads are used.
+Speed: :func:`decode_images` decodes the first image in-process (for the shape and a
+time estimate), then the rest in chunks on all available cores, each chunk returning its
+rows to be copied into one preallocated (N, D) uint8 array. Measured with
+``bench/image_decode.py`` (2-core VM), processes beat threads on small images (28x28 PNG:
+serial 17k/s, threads 7-17k/s, processes 24-30k/s): Pillow releases the GIL while
+decompressing, but for a small file most of the time is Python in ``Image.open``, which
+threads serialize on. Threads win when an image is slow to decode (the GIL is then
+mostly free) or its row is large (256x256 RGB JPEG: threads 3.2k/s, processes 1.5k/s,
+serial 2.4k/s, as rows must be pickled between processes). So the pool is processes,
+except threads for images over ``THREAD_MIN_SECONDS`` or ``THREAD_MIN_BYTES``; and no
+pool at all when the whole folder would take under ``PARALLEL_MIN_SECONDS``. If a process
+pool cannot start, threads are used.
 
 Cache: ``<cache_dir>/images-<key>.npy`` (the pixels) and ``.json`` (the index), with
 ``key`` a hash of the folder's absolute path, the image settings (size, mode), the
-Pillow version and :data:`CACHE_FORMAT`. The index holds a fingerprint of the listing
-(every file's relative path, size and mtime_ns) and the array's shape, dtype and CRC-32;
-any mismatch, or a file that fails to load, means the entry is rebuilt, never trusted
-and never an error. Both files are written to a temporary name and renamed into place.
-The default cache dir is ``$NNCLI_CACHE_DIR``, else ``$XDG_CACHE_HOME/nncli/images``,
-else ``~/.cache/nncli/images``. An unwritable cache dir just means no caching.
+Pillow version and :data:`CACHE_FORMAT`; one entry per folder and settings, replaced
+when the folder changes. The index holds a fingerprint of the listing (every class and
+file: relative path, size and mtime_ns), the classes and their counts (the labels), the
+input shape and the array's shape, dtype and CRC-32. Any mismatch, or a file that fails
+to parse, means the entry is rebuilt: never trusted, never an error. Both files are
+written to a temporary name and renamed into place. The array is read into memory
+(``allow_pickle=False``), not memory-mapped: the checksum reads every byte anyway, and a
+map would crash the process (SIGBUS) if the file were truncated while in use. A cache
+hit costs one ``stat`` per file (the listing) plus reading the array, and does not
+import ``PIL.Image``. The default cache dir is ``$NNCLI_CACHE_DIR``, else
+``$XDG_CACHE_HOME/nncli/images``, else ``~/.cache/nncli/images``; when it cannot be
+written, nothing is cached.
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ import hashlib
 import json
 import logging
 import math
+import multiprocessing
 import os
 import signal
 import tempfile
@@ -78,6 +89,7 @@ CACHE_FORMAT = 1
 MODES = {"L": 1, "RGB": 3}  # mode -> channels
 REDUCING_GAP = 3.0
 PARALLEL_MIN_SECONDS = 0.25  # estimated serial decode time below which a pool isn't worth it
+SPAWN_MIN_SECONDS = 1.5  # the same for processes that are spawned rather than forked
 THREAD_MIN_SECONDS = 0.002  # images slower than this to decode go to threads ...
 THREAD_MIN_BYTES = 1 << 16  # ... as do images with more bytes than this; else processes
 MAX_CHUNK = 1024  # images per task; large chunks amortize the per-task overhead
@@ -162,11 +174,15 @@ def load_image(path: str | Path, size: Sequence[int] | None, mode: str) -> np.nd
     except FileNotFoundError:
         raise NncliError(f"{path}: no such file") from None
     except Exception as exc:  # Pillow raises many types for bad data
-        raise NncliError(f"{path}: cannot decode image ({_reason(exc)})") from None
+        raise NncliError(f"{path}: cannot decode image ({_reason(exc, path)})") from None
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
+def _reason(exc: BaseException, path: str | Path | None = None) -> str:
+    """``Type: message`` of an exception, without a repeat of ``path`` (already named)."""
+    text = str(exc)
+    if path is not None:
+        text = text.replace(repr(str(path)), "").replace(str(path), "")
+    text = text.strip(" :")
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -192,7 +208,8 @@ def _decode_chunk(paths: Sequence[str], start: int, size: tuple[int, int] | None
         try:
             pixels = _decode(path, size, mode)
         except Exception as exc:  # Pillow raises many types for bad data
-            failure = _Failure(start + offset, f"{path}: cannot decode image ({_reason(exc)})")
+            failure = _Failure(start + offset,
+                               f"{path}: cannot decode image ({_reason(exc, path)})")
             return rows[:offset], failure
         if pixels.shape != ref_shape:
             failure = _Failure(start + offset,
@@ -288,12 +305,17 @@ def decode_images(paths: Sequence[str], size: Sequence[int] | None, mode: str, *
     seconds = time.perf_counter() - started
     shape = (first.shape[0], first.shape[1], first.shape[2])
     n = len(paths)
-    if workers is None:
-        workers = available_cpus() if n * seconds >= PARALLEL_MIN_SECONDS else 1
-    workers = max(1, min(workers, n))
     if pool is None:
         slow = seconds > THREAD_MIN_SECONDS or first.size > THREAD_MIN_BYTES
         pool = "thread" if slow else "process"
+    if workers is None:
+        # Worker processes that are not forked import NumPy and Pillow first (~0.3 s).
+        method = (multiprocessing.get_start_method(allow_none=True)  # without fixing it
+                  or multiprocessing.get_all_start_methods()[0])
+        forked = method == "fork"
+        least = PARALLEL_MIN_SECONDS if pool == "thread" or forked else SPAWN_MIN_SECONDS
+        workers = available_cpus() if n * seconds >= least else 1
+    workers = max(1, min(workers, n))
     X = np.empty((n, first.size), dtype=np.uint8)
     reference = (paths[0], shape)
     try:
@@ -539,8 +561,9 @@ def read_image_folder(path: Path, size: tuple[int, int] | None, mode: str,
 
     Returns ``X: (N, H*W*C)`` uint8, rows flattened row-major over (height, width,
     channel); ``labels: (N,)`` class names; ``input_shape = (H, W, C)`` with C = 1 for
-    ``mode`` ``L`` and 3 for ``RGB``. ``size`` is (width, height) to resize to; without it
-    all images must have the same size. Rows are sorted by class name, then file path.
+    ``mode`` ``L`` and 3 for ``RGB``. ``size`` is (width, height) to resize to (bilinear,
+    antialiased, ``reducing_gap=3``; see the module docstring); without it all images must
+    have the same size. Rows are sorted by class name, then file path.
 
     The decoded pixels are cached in ``cache_dir`` (default :func:`default_cache_dir`),
     keyed on the folder, the image settings and every file's path, size and mtime.

@@ -20,6 +20,7 @@ from nncli.data import (
     TABLE_SUFFIXES,
     Normalization,
     align_features,
+    check_shape,
     encode_labels,
     read_source,
 )
@@ -44,11 +45,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt.config
     raw = align_features(read_source(data, cfg.data), ckpt.extra.get("features"))
-    expected = int(np.prod(ckpt.input_shape))
-    if raw.X.shape[1] != expected:
-        raise NncliError(f"{data}: examples have {raw.X.shape[1]} features (shape "
-                         f"{raw.input_shape}) but the model expects {expected} (shape "
-                         f"{ckpt.input_shape})")
+    check_shape(raw, ckpt.input_shape, "eval")
     y = encode_labels(raw.labels, ckpt.classes, raw.source, raw.label_lines)
     X = ckpt.normalization.apply(raw.X, ckpt.model.dtype, Normalization.rows_of(raw))
     result = evaluate(ckpt.model, X, y, cfg.loss.type, cfg.loss.margin,

@@ -24,6 +24,13 @@ settings.register_profile(
 settings.load_profile("nncli")
 
 
+@pytest.fixture(autouse=True)
+def _private_image_cache(tmp_path_factory: pytest.TempPathFactory,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never read or write the user's image cache (~/.cache/nncli)."""
+    monkeypatch.setenv("NNCLI_CACHE_DIR", str(tmp_path_factory.mktemp("image-cache")))
+
+
 def blobs(n_per_class: int = 8, n_features: int = 4, n_classes: int = 3,
           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian blobs: X (n_per_class * n_classes, n_features) float64, y (N,) int in 0..K-1."""

@@ -179,7 +179,7 @@ def test_parallel_decode_reports_the_first_bad_file_and_matches_serial(tmp_path:
     for pool in ("process", "thread"):
         seen: list[tuple[int, int]] = []
         X, shape = images.decode_images(paths, None, "L", workers=2, pool=pool,
-                                        progress=lambda done, total: seen.append((done, total)))
+                                        progress=lambda *args, seen=seen: seen.append(args))
         assert shape == (3, 3, 1) and seen[-1] == (n, n) and len(seen) > 1
         np.testing.assert_array_equal(X, serial)
     for late in (paths[-3], paths[n // 2 + 5]):  # two bad files: the earlier one is named
