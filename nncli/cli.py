@@ -8,8 +8,10 @@ the traceback.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import re
 import sys
 import traceback
 from typing import Any
@@ -24,16 +26,44 @@ def _debug() -> bool:
     return os.environ.get("NNCLI_DEBUG", "") not in ("", "0")
 
 
+def _one_line(text: str) -> str:
+    """An error message on one line (the contract: exit 2 prints exactly one line)."""
+    return re.sub(r"\s*\n\s*", " ", text.strip())
+
+
+class _EchoWarnings(logging.Handler):
+    """Library log records of level WARNING and up, as ``warning: ...`` lines on stderr
+    (resolved at each record, so it follows a replaced sys.stderr)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
+        except Exception:  # noqa: BLE001 - logging must never break the command
+            self.handleError(record)
+
+
+def _route_library_warnings() -> None:
+    log = logging.getLogger("nncli")
+    if not any(isinstance(h, _EchoWarnings) for h in log.handlers):
+        log.addHandler(_EchoWarnings(logging.WARNING))
+
+
 class NncliGroup(click.Group):
     """A click group that turns library errors into one ``Error:`` line and an exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        _route_library_warnings()
         try:
             return super().invoke(ctx)
         except NncliError as exc:
             if _debug():
                 traceback.print_exc()
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {_one_line(str(exc))}", err=True)
+            ctx.exit(exc.exit_code)
+        except click.UsageError as exc:
+            # A bad argument or option of a command: one line too, with where to look.
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            click.echo(f"Error: {_one_line(exc.format_message())}{where}", err=True)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -47,7 +77,7 @@ class NncliGroup(click.Group):
         except Exception as exc:  # noqa: BLE001 - last line of defence: never a raw traceback
             if _debug():
                 traceback.print_exc()
-            click.echo(f"Error: internal error: {type(exc).__name__}: {exc} "
+            click.echo(f"Error: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
                        f"(set NNCLI_DEBUG=1 for the traceback)", err=True)
             ctx.exit(2)
 

@@ -469,6 +469,12 @@ def parse_yaml(text: str, source: str) -> Any:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
         raise NncliError(f"{source}: invalid YAML at {where}: {exc.problem}") from None
+    except yaml.reader.ReaderError as exc:  # a control character: it has a position, no mark
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        char = f"#x{exc.character:04x}" if isinstance(exc.character, int) else exc.character
+        raise NncliError(f"{source}: invalid YAML at line {line}, column {column}: "
+                         f"unacceptable character {char}") from None
     except yaml.YAMLError as exc:
         raise NncliError(f"{source}: invalid YAML: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - safe_load runs only PyYAML's own constructors

@@ -46,13 +46,20 @@ class Normalization:
     scale: np.ndarray | None = None
 
     def apply(self, X: np.ndarray, dtype: str | np.dtype,
-              where: Callable[[int], str] | None = None) -> np.ndarray:
-        """Normalize X: (N, D) into a new array of ``dtype``, in row chunks to bound memory.
+              where: Callable[[int], str] | None = None, overwrite: bool = False) -> np.ndarray:
+        """Normalize X: (N, D) into an array of ``dtype``, in row chunks to bound memory.
 
+        With ``overwrite`` and X already of ``dtype`` (and writeable), X itself is normalized
+        in place instead of copied — the caller no longer needs the raw values, and a
+        60,000 x 784 training set then costs its size once, not twice.
         A value that does not fit ``dtype`` (e.g. beyond float32's ~3.4e38) is an error naming
         the example: ``where(i)`` describes row i (default ``example i+1``).
         """
-        out = np.empty(X.shape, dtype=dtype)
+        in_place = (overwrite and X.dtype == np.dtype(dtype) and X.flags.writeable
+                    and X.flags.c_contiguous)
+        if in_place and self.shift is None:
+            return X
+        out = X if in_place else np.empty(X.shape, dtype=dtype)
         step = max(1, (1 << 22) // max(1, X.shape[1]))
         for start in range(0, X.shape[0], step):
             block = X[start:start + step].astype(np.float64)
@@ -260,6 +267,17 @@ def _row_line_numbers(path: Path, delimiter: str, n_rows: int) -> np.ndarray:
     return np.array(lines) if len(lines) == n_rows else np.arange(n_rows) + 2
 
 
+def _first_non_finite_row(X: np.ndarray) -> int | None:
+    """Index of the first row of X: (N, D) holding NaN or inf, checked in blocks of rows so
+    that no full-size boolean temporary is made; None if all are finite."""
+    step = max(1, (1 << 22) // max(1, X.shape[1]))
+    for start in range(0, X.shape[0], step):
+        finite = np.isfinite(X[start:start + step]).all(axis=1)
+        if not finite.all():
+            return start + int(np.flatnonzero(~finite)[0])
+    return None
+
+
 def read_npz(path: Path, data_cfg: DataConfig) -> RawData:
     """An ``.npz`` with ``X`` (N, D) or (N, H, W[, C]) and ``y`` (N,). Never unpickles."""
     if not zipfile.is_zipfile(path):  # np.load would try to unpickle anything else
@@ -289,8 +307,9 @@ def read_npz(path: Path, data_cfg: DataConfig) -> RawData:
     if not (np.issubdtype(X.dtype, np.number) and not np.issubdtype(X.dtype, np.complexfloating)):
         raise NncliError(f"{path}: X must be numeric, got dtype {X.dtype}")
     flat = X.reshape(X.shape[0], -1)
-    if np.issubdtype(flat.dtype, np.floating) and not np.isfinite(flat).all():
-        row = int(np.flatnonzero(~np.isfinite(flat).all(axis=1))[0])
+    bad_row = _first_non_finite_row(flat) if np.issubdtype(flat.dtype, np.floating) else None
+    if bad_row is not None:
+        row = bad_row
         raise NncliError(f"{path}: X has a non-finite value in example {row + 1}")
     if y.dtype.kind == "S":  # byte strings (e.g. from h5py or Python 2): decode, not "b'cat'"
         y = np.char.decode(y, "utf-8", errors="replace")
@@ -459,10 +478,12 @@ def load_training_data(cfg: Config, splits: Sequence[str] = ("train", "val", "te
         norm_X_val, y_val = X[held], y[held]
         X, y = X[keep], y[keep]
     norm = fit_normalization(X, d.normalize, raw.kind == "images")
-    train = Dataset(norm.apply(X, dtype, Normalization.rows_of(raw, keep)), y, classes,
-                    raw.source)
+    train = Dataset(norm.apply(X, dtype, Normalization.rows_of(raw, keep), overwrite=True), y,
+                    classes, raw.source)
+    del raw.X  # normalized in place above when possible: drop the only other reference
     if norm_X_val is not None:
-        val = Dataset(norm.apply(norm_X_val, dtype, Normalization.rows_of(raw, held)), y_val,
+        val = Dataset(norm.apply(norm_X_val, dtype, Normalization.rows_of(raw, held),
+                                 overwrite=True), y_val,
                       classes, f"{raw.source} (val_split {d.val_split})")
     elif d.val is not None and "val" in splits:
         val = make_dataset(read_source(d.val, d), classes, norm, dtype, "val", raw.input_shape,

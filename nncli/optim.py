@@ -18,8 +18,8 @@ from nncli.config import OPTIMIZER_NAMES
 
 ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 
-UpdateFn = Callable[[np.ndarray, np.ndarray, dict[str, np.ndarray], float, dict[str, float]],
-                    None]
+UpdateFn = Callable[[np.ndarray, np.ndarray, dict[str, np.ndarray], float, dict[str, float],
+                     np.ndarray], None]
 
 
 def _zeros_like_state(state: dict[str, np.ndarray], key: str, w: np.ndarray) -> np.ndarray:
@@ -28,32 +28,38 @@ def _zeros_like_state(state: dict[str, np.ndarray], key: str, w: np.ndarray) -> 
     return state[key]
 
 
+# Every rule updates ``w`` in place and computes its temporaries into ``tmp`` (an array
+# shaped like ``w`` that it may overwrite), so a training step allocates nothing here.
+
+
 def sgd_update(w: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], lr: float,
-               hp: dict[str, float]) -> None:
+               hp: dict[str, float], tmp: np.ndarray) -> None:
     """``w -= lr g``."""
-    w -= lr * g
+    w -= np.multiply(g, lr, out=tmp)
 
 
 def momentum_update(w: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], lr: float,
-                    hp: dict[str, float]) -> None:
+                    hp: dict[str, float], tmp: np.ndarray) -> None:
     """Heavy ball: ``v = mu v + g; w -= lr v``."""
     v = _zeros_like_state(state, "v", w)
     v *= hp["momentum"]
     v += g
-    w -= lr * v
+    w -= np.multiply(v, lr, out=tmp)
 
 
 def nesterov_update(w: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], lr: float,
-                    hp: dict[str, float]) -> None:
+                    hp: dict[str, float], tmp: np.ndarray) -> None:
     """``v = mu v + g; w -= lr (g + mu v)`` (PyTorch's form of Nesterov momentum)."""
     v = _zeros_like_state(state, "v", w)
     v *= hp["momentum"]
     v += g
-    w -= lr * (g + hp["momentum"] * v)
+    np.multiply(v, hp["momentum"], out=tmp)
+    np.add(g, tmp, out=tmp)
+    w -= np.multiply(tmp, lr, out=tmp)
 
 
 def adam_update(w: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], lr: float,
-                hp: dict[str, float]) -> None:
+                hp: dict[str, float], tmp: np.ndarray) -> None:
     """Adam with bias correction; ``state["t"]`` counts this parameter's updates.
 
     ``m = b1 m + (1-b1) g; u = b2 u + (1-b2) g^2; w -= lr m_hat / (sqrt(u_hat) + eps)``.
@@ -63,12 +69,18 @@ def adam_update(w: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], lr: 
     t = int(state.get("t", np.zeros(())).item()) + 1
     state["t"] = np.array(t, dtype=np.int64)
     m *= ADAM_BETA1
-    m += (1.0 - ADAM_BETA1) * g
+    m += np.multiply(g, 1.0 - ADAM_BETA1, out=tmp)
     u *= ADAM_BETA2
-    u += (1.0 - ADAM_BETA2) * (g * g)
-    m_hat = m / (1.0 - ADAM_BETA1 ** t)
-    u_hat = u / (1.0 - ADAM_BETA2 ** t)
-    w -= lr * m_hat / (np.sqrt(u_hat) + ADAM_EPS)
+    np.multiply(g, g, out=tmp)
+    u += np.multiply(tmp, 1.0 - ADAM_BETA2, out=tmp)
+    # The same operations in the same order as torch.optim.Adam, so float64 runs agree to
+    # the last digit: denom = sqrt(u) / sqrt(1 - b2^t) + eps; w -= lr / (1 - b1^t) * m / denom.
+    np.sqrt(u, out=tmp)
+    tmp /= math.sqrt(1.0 - ADAM_BETA2 ** t)
+    tmp += ADAM_EPS
+    np.divide(m, tmp, out=tmp)
+    tmp *= lr / (1.0 - ADAM_BETA1 ** t)
+    w -= tmp
 
 
 UPDATES: dict[str, UpdateFn] = {
@@ -88,6 +100,7 @@ class Optimizer:
         self.update = UPDATES[name]
         self.hp = {"momentum": float(momentum)}
         self.state: dict[str, dict[str, np.ndarray]] = {}
+        self._scratch: dict[str, np.ndarray] = {}  # work arrays, not state
 
     def __str__(self) -> str:
         return f"{self.name}(momentum={self.hp['momentum']})" if self.name in (
@@ -97,7 +110,10 @@ class Optimizer:
              lr: float) -> None:
         """Update every ``params[k]`` in place from ``grads[k]`` (same shapes)."""
         for key, g in grads.items():
-            self.update(params[key], g, self.state.setdefault(key, {}), lr, self.hp)
+            tmp = self._scratch.get(key)
+            if tmp is None or tmp.shape != g.shape or tmp.dtype != params[key].dtype:
+                tmp = self._scratch[key] = np.empty_like(params[key])
+            self.update(params[key], g, self.state.setdefault(key, {}), lr, self.hp, tmp)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """A snapshot of all state as ``{"opt_<slot>_<param>": array}``, e.g. ``opt_v_W1``.

@@ -1,0 +1,406 @@
+"""Training-step throughput: nncli against PyTorch, scikit-learn and the bare-GEMM bound.
+
+    pip install -e ".[bench]"      # torch==2.13.0 (CPU) and scikit-learn
+    python bench/train_throughput.py [--rounds 7] [--quick] [--out bench/RESULTS.md]
+
+In one process, on synthetic MNIST-shaped data (60,000 x 784, 10 classes), rounds
+interleave: nncli's training step (``nncli.train.MinibatchStep``: gather, forward, loss,
+backward, SGD update), a PyTorch eager reference (same architecture, loss and plain SGD,
+``torch.set_num_threads`` = cores, data in memory), scikit-learn's
+``MLPClassifier(solver="sgd", momentum=0)`` on float32 (softmax only: it has no hinge
+loss), and the bound: the step's matrix multiplies alone on the same shapes. Each round
+measures every implementation once, in rotating order; ratios come from pairs measured in
+the same round, and the table reports medians with min-max. Warm-up rounds come first.
+
+It then times ``nncli train`` as a whole process on an .npz of the same data (epoch wall
+time from metrics.csv against the in-process step rate, and peak RSS) and ``nncli
+eval``/``predict`` throughput, and writes everything to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nncli.model import MLP
+from nncli.optim import Optimizer
+from nncli.train import MinibatchStep
+
+N, D, K = 60_000, 784, 10
+LR = 0.01
+MODELS = {"linear 784-10": (), "784-256-10": (256,), "784-512-256-10": (512, 256)}
+TARGET_SECONDS = 0.25  # per measurement
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    batch: int
+    dtype: str = "float32"
+    loss: str = "softmax"
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return MODELS[self.model]
+
+    def label(self) -> str:
+        return f"{self.model} b{self.batch} {self.dtype} {self.loss}"
+
+
+def cases(quick: bool) -> list[Case]:
+    if quick:
+        return [Case("784-256-10", 128), Case("784-256-10", 128, loss="svm")]
+    out = [Case(m, b) for m in MODELS for b in (32, 128, 512)]
+    out += [Case(m, 128, loss="svm") for m in MODELS]
+    out += [Case(m, 128, dtype="float64") for m in MODELS]
+    return out
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------- implementations
+# Each factory returns run(steps) -> seconds for `steps` training steps.
+
+Runner = Callable[[int], float]
+
+
+def nncli_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner:
+    rng = np.random.default_rng(0)
+    model = MLP.create(D, case.hidden, K, "relu", "auto", rng, case.dtype)
+    step = MinibatchStep(model, Optimizer("sgd"), X, y, case.batch, case.loss)
+    order = rng.permutation(N)
+    position = [0]
+
+    def run(steps: int) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            i = position[0]
+            if i + case.batch > N:
+                i = 0
+            step(order[i:i + case.batch], LR)
+            position[0] = i + case.batch
+        return time.perf_counter() - start
+
+    return run
+
+
+def bound_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner:
+    """The step's GEMMs alone: a W^T per layer forward, dz^T a and dz W backward."""
+    rng = np.random.default_rng(0)
+    sizes = [D, *case.hidden, K]
+    Ws = [rng.standard_normal((o, i)).astype(case.dtype) * 0.01
+          for i, o in zip(sizes[:-1], sizes[1:])]
+    xb = np.ascontiguousarray(X[:case.batch])
+    zs = [np.empty((case.batch, o), case.dtype) for o in sizes[1:]]
+    das = [np.empty((case.batch, o), case.dtype) for o in sizes[1:]]
+    dWs = [np.empty_like(W) for W in Ws]
+
+    def run(steps: int) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            a = xb
+            for W, z in zip(Ws, zs):
+                np.matmul(a, W.T, out=z)
+                a = z
+            for layer in range(len(Ws) - 1, -1, -1):
+                a_prev = xb if layer == 0 else zs[layer - 1]
+                dz = zs[layer] if layer == len(Ws) - 1 else das[layer]
+                np.matmul(dz.T, a_prev, out=dWs[layer])
+                if layer > 0:
+                    np.matmul(dz, Ws[layer], out=das[layer - 1])
+        return time.perf_counter() - start
+
+    return run
+
+
+def torch_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(cores())
+    torch.manual_seed(0)
+    dtype = torch.float32 if case.dtype == "float32" else torch.float64
+    sizes = [D, *case.hidden, K]
+    layers: list[torch.nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(fan_in, fan_out, dtype=dtype))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    net = torch.nn.Sequential(*layers)
+    opt = torch.optim.SGD(net.parameters(), lr=LR)
+    Xt = torch.from_numpy(X)
+    yt = torch.from_numpy(y.astype(np.int64))
+    order = torch.from_numpy(np.random.default_rng(0).permutation(N))
+
+    def loss_fn(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if case.loss == "svm":
+            # multi_margin_loss divides by K; the cost is the same as nncli's hinge.
+            return torch.nn.functional.multi_margin_loss(scores, target, margin=1.0)
+        return torch.nn.functional.cross_entropy(scores, target)
+
+    position = [0]
+
+    def run(steps: int) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            i = position[0]
+            if i + case.batch > N:
+                i = 0
+            idx = order[i:i + case.batch]
+            xb, yb = Xt.index_select(0, idx), yt.index_select(0, idx)
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net(xb), yb).backward()
+            opt.step()
+            position[0] = i + case.batch
+        return time.perf_counter() - start
+
+    return run
+
+
+def sklearn_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner | None:
+    if case.loss != "softmax":
+        return None
+    try:
+        from sklearn.neural_network import MLPClassifier
+    except ImportError:
+        return None
+    clf = MLPClassifier(hidden_layer_sizes=case.hidden, solver="sgd", momentum=0.0,
+                        learning_rate_init=LR, alpha=0.0, batch_size=case.batch, shuffle=True,
+                        random_state=0)
+    classes = np.arange(K)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.partial_fit(X[:case.batch], y[:case.batch], classes=classes)
+    except ValueError:
+        return None  # e.g. no hidden layer
+    position = [0]
+
+    def run(steps: int) -> float:
+        count = steps * case.batch
+        i = position[0]
+        if i + count > N:
+            i = 0
+        Xs, ys = X[i:i + count], y[i:i + count]
+        start = time.perf_counter()
+        clf.partial_fit(Xs, ys)  # one pass over Xs in minibatches of case.batch
+        elapsed = time.perf_counter() - start
+        position[0] = i + count
+        return elapsed
+
+    return run
+
+
+IMPLS = {"nncli": nncli_runner, "torch": torch_runner, "sklearn": sklearn_runner,
+         "bound": bound_runner}
+
+
+@dataclass
+class Result:
+    case: Case
+    rates: dict[str, list[float]] = field(default_factory=dict)
+    ratios: dict[str, list[float]] = field(default_factory=dict)
+
+
+def calibrate(run: Runner, batch: int) -> int:
+    """Steps that take about TARGET_SECONDS."""
+    steps = 4
+    while True:
+        elapsed = run(steps)
+        if elapsed > 0.05 or steps > 100_000:
+            return max(4, int(steps * TARGET_SECONDS / max(elapsed, 1e-6)))
+        steps *= 4
+
+
+def bench_case(case: Case, rounds: int, warmup: int, data: dict[str, tuple]) -> Result:
+    X, y = data[case.dtype]
+    runners = {name: make(case, X, y) for name, make in IMPLS.items()}
+    runners = {k: v for k, v in runners.items() if v is not None}
+    steps = {name: calibrate(run, case.batch) for name, run in runners.items()}
+    result = Result(case, {k: [] for k in runners})
+    names = list(runners)
+    for r in range(warmup + rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        rate = {}
+        for name in order:
+            rate[name] = steps[name] * case.batch / runners[name](steps[name])
+        if r < warmup:
+            continue
+        for name in names:
+            result.rates[name].append(rate[name])
+        for ref in ("torch", "sklearn", "bound"):
+            if ref in rate:
+                result.ratios.setdefault(ref, []).append(rate["nncli"] / rate[ref])
+    return result
+
+
+def fmt_rate(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    return (f"{statistics.median(values) / 1000:,.1f}k "
+            f"({min(values) / 1000:,.1f}–{max(values) / 1000:,.1f})")
+
+
+def fmt_ratio(values: list[float] | None) -> str:
+    if not values:
+        return "n/a"
+    return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def end_to_end(X: np.ndarray, y: np.ndarray, step_rate: float, workdir: Path) -> dict:
+    """``nncli train`` as a process on an .npz; eval and predict throughput."""
+    npz = workdir / "mnist-shaped.npz"
+    np.savez(npz, X=X, y=y)
+    epochs = 3
+    cfg = workdir / "cfg.yaml"
+    cfg.write_text(
+        f"name: e2e\ndata: {{train: {npz}, normalize: none}}\nmodel: {{hidden: [256]}}\n"
+        f"train: {{epochs: {epochs}, batch_size: 128, lr: {LR}}}\n")
+    run_dir = workdir / "run"
+    cmd = [sys.executable, "-m", "nncli.cli", "train", str(cfg), "--out", str(run_dir),
+           "--quiet", "--json"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    summary = json.loads(proc.stdout)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    epoch_seconds = [r["seconds"] for r in rows]
+    ideal = N / step_rate
+    ckpt = run_dir / "checkpoints" / "last.npz"
+
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "nncli.cli", "eval", str(ckpt), str(npz), "--json"],
+                   capture_output=True, check=True)
+    eval_seconds = time.perf_counter() - start
+
+    n_predict = 5000
+    lines = "\n".join(",".join(f"{v:.4g}" for v in row) for row in X[:n_predict]) + "\n"
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "nncli.cli", "predict", str(ckpt), "-"],
+                         input=lines, capture_output=True, text=True, check=True).stdout
+    predict_seconds = time.perf_counter() - start
+    assert len(out.splitlines()) == n_predict
+    data_mb = X.nbytes / 2**20
+    return {
+        "epochs": epochs,
+        "epoch_seconds": epoch_seconds,
+        "ideal_epoch_seconds": ideal,
+        "process_wall_seconds": wall,
+        "summary_samples_per_sec": summary["samples_per_sec"],
+        "peak_rss_mb": peak_kb / 1024 if peak_kb > before else float("nan"),
+        "data_mb": data_mb,
+        "eval_rows_per_sec": N / eval_seconds,
+        "eval_seconds": eval_seconds,
+        "predict_rows_per_sec": n_predict / predict_seconds,
+        "predict_seconds": predict_seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="only 784-256-10 at batch 128")
+    parser.add_argument("--no-e2e", action="store_true", help="skip the whole-process runs")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    X32 = rng.standard_normal((N, D), dtype=np.float32)
+    y = rng.integers(0, K, N)
+    data = {"float32": (X32, y), "float64": (X32.astype(np.float64), y)}
+    versions = {"numpy": np.__version__, "python": platform.python_version()}
+    for mod in ("torch", "sklearn"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except ImportError:
+            versions[mod] = "not installed"
+
+    results = []
+    for case in cases(args.quick):
+        res = bench_case(case, args.rounds, args.warmup, data)
+        results.append(res)
+        print(f"{case.label():40s} nncli {fmt_rate(res.rates['nncli']):>24s}  "
+              f"/torch {fmt_ratio(res.ratios.get('torch')):>18s}  "
+              f"/sklearn {fmt_ratio(res.ratios.get('sklearn')):>18s}  "
+              f"/bound {fmt_ratio(res.ratios.get('bound')):>18s}", flush=True)
+
+    e2e = None
+    if not args.no_e2e:
+        key = Case("784-256-10", 128)
+        step_rate = statistics.median(next(r for r in results if r.case == key).rates["nncli"]) \
+            if any(r.case == key for r in results) else None
+        if step_rate:
+            with tempfile.TemporaryDirectory() as tmp:
+                e2e = end_to_end(X32, y, step_rate, Path(tmp))
+            print(json.dumps(e2e, indent=1))
+
+    lines = [
+        "# Training-step throughput",
+        "",
+        f"Written by `python bench/train_throughput.py{' --quick' if args.quick else ''}` on "
+        f"{time.strftime('%Y-%m-%d')}, {cores()} cores, "
+        + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
+        f"Synthetic {N:,} x {D} data, {K} classes, plain SGD (lr {LR}). Samples/s: median "
+        f"(min–max) of {args.rounds} rounds after {args.warmup} warm-up rounds; ratios are "
+        "nncli over the reference measured in the same round, median (min–max).",
+        "",
+        "| case | nncli | torch | sklearn | GEMM bound | nncli/torch | nncli/sklearn | "
+        "nncli/bound |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for res in results:
+        lines.append(
+            f"| {res.case.label()} | {fmt_rate(res.rates['nncli'])} | "
+            f"{fmt_rate(res.rates.get('torch', []))} | {fmt_rate(res.rates.get('sklearn', []))} | "
+            f"{fmt_rate(res.rates['bound'])} | {fmt_ratio(res.ratios.get('torch'))} | "
+            f"{fmt_ratio(res.ratios.get('sklearn'))} | {fmt_ratio(res.ratios.get('bound'))} |")
+    if e2e:
+        epoch_med = statistics.median(e2e["epoch_seconds"])
+        lines += [
+            "",
+            "## `nncli train` end to end (784-256-10, batch 128, float32, .npz input)",
+            "",
+            f"- epoch wall time (metrics.csv `seconds`, median of {e2e['epochs']}): "
+            f"{epoch_med:.3f} s; the in-process step rate predicts "
+            f"{e2e['ideal_epoch_seconds']:.3f} s -> ratio {epoch_med / e2e['ideal_epoch_seconds']:.3f}",
+            f"- whole process ({e2e['epochs']} epochs, including start-up and loading): "
+            f"{e2e['process_wall_seconds']:.2f} s",
+            f"- peak RSS {e2e['peak_rss_mb']:.0f} MB for {e2e['data_mb']:.0f} MB of data "
+            f"({e2e['peak_rss_mb'] / e2e['data_mb']:.2f}x)",
+            f"- `nncli eval` on the 60,000 rows: {e2e['eval_rows_per_sec']:,.0f} rows/s "
+            f"({e2e['eval_seconds']:.2f} s as a process)",
+            f"- `nncli predict` on 5,000 CSV rows from stdin: "
+            f"{e2e['predict_rows_per_sec']:,.0f} rows/s ({e2e['predict_seconds']:.2f} s)",
+        ]
+    args.out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
