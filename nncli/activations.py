@@ -25,24 +25,29 @@ def _sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.divide(numerator, e, out=out)
 
 
-def _sigmoid_grad(a: np.ndarray) -> np.ndarray:
-    return a * (1.0 - a)
+def _sigmoid_grad(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    out = np.subtract(1.0, a, out=out)
+    out *= a
+    return out
 
 
 def _tanh(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.tanh(z, out=out)
 
 
-def _tanh_grad(a: np.ndarray) -> np.ndarray:
-    return 1.0 - a * a
+def _tanh_grad(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    out = np.multiply(a, a, out=out)
+    return np.subtract(1.0, out, out=out)
 
 
 def _relu(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.maximum(z, 0.0, out=out)
 
 
-def _relu_grad(a: np.ndarray) -> np.ndarray:
-    return (a > 0).astype(a.dtype)
+def _relu_grad(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    if out is None:
+        return (a > 0).astype(a.dtype)
+    return np.greater(a, 0, out=out)
 
 
 def _leaky_relu(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -50,9 +55,13 @@ def _leaky_relu(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.maximum(z, z * LEAKY_SLOPE, out=out)
 
 
-def _leaky_relu_grad(a: np.ndarray) -> np.ndarray:
+def _leaky_relu_grad(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     # The output keeps the sign of the input, so the slope can be read off the output.
-    return np.where(a > 0, 1.0, LEAKY_SLOPE).astype(a.dtype)
+    if out is None:
+        return np.where(a > 0, 1.0, LEAKY_SLOPE).astype(a.dtype)
+    out.fill(LEAKY_SLOPE)
+    np.copyto(out, 1.0, where=a > 0)
+    return out
 
 
 def _linear(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -62,8 +71,11 @@ def _linear(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def _linear_grad(a: np.ndarray) -> np.ndarray:
-    return np.ones_like(a)
+def _linear_grad(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    if out is None:
+        return np.ones_like(a)
+    out.fill(1.0)
+    return out
 
 
 @dataclass(frozen=True)
@@ -72,7 +84,7 @@ class Activation:
 
     name: str
     fn: Callable[..., np.ndarray]
-    grad: Callable[[np.ndarray], np.ndarray]
+    grad: Callable[..., np.ndarray]
 
     def __str__(self) -> str:
         return f"LeakyReLU(alpha={LEAKY_SLOPE})" if self.name == "leaky_relu" else self.name

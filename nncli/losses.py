@@ -14,7 +14,7 @@ import numpy as np
 
 from nncli.config import LOSS_NAMES
 
-LossFn = Callable[[np.ndarray, np.ndarray, float], tuple[np.ndarray, np.ndarray]]
+LossFn = Callable[[np.ndarray, np.ndarray, float, bool], tuple[np.ndarray, np.ndarray]]
 
 
 def log_softmax(scores: np.ndarray) -> np.ndarray:
@@ -31,46 +31,55 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return shifted
 
 
-def softmax_cross_entropy(scores: np.ndarray, y: np.ndarray,
-                          margin: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def softmax_cross_entropy(scores: np.ndarray, y: np.ndarray, margin: float = 1.0,
+                          inplace: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``L_i = -log(e^{s_y} / sum_j e^{s_j})``; ``dL_i/ds = p - onehot(y)``.
 
-    scores: (N, K), y: (N,) -> losses (N,), dscores (N, K). ``margin`` is unused.
+    scores: (N, K), y: (N,) -> losses (N,), dscores (N, K). ``margin`` is unused. With
+    ``inplace`` the scores array is overwritten and returned as dscores.
     """
     rows = np.arange(scores.shape[0])
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
+    peak = scores.max(axis=1, keepdims=True)
+    if inplace:
+        shifted = np.subtract(scores, peak, out=scores)
+    else:
+        shifted = scores - peak
+    picked = shifted[rows, y]
+    exp = np.exp(shifted, out=shifted)
     total = exp.sum(axis=1, keepdims=True)
-    losses = np.log(total[:, 0]) - shifted[rows, y]
+    losses = np.log(total[:, 0]) - picked
     exp /= total
     exp[rows, y] -= 1.0
     return losses, exp
 
 
-def multiclass_svm(scores: np.ndarray, y: np.ndarray,
-                   margin: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def multiclass_svm(scores: np.ndarray, y: np.ndarray, margin: float = 1.0,
+                   inplace: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Hinge loss ``L_i = sum_{j != y} max(0, s_j - s_y + margin)``.
 
     The gradient is 1 for every violating class j and minus the number of violators for y.
-    scores: (N, K), y: (N,) -> losses (N,), dscores (N, K).
+    scores: (N, K), y: (N,) -> losses (N,), dscores (N, K) (in ``scores`` if ``inplace``).
     """
     rows = np.arange(scores.shape[0])
-    margins = scores - scores[rows, y][:, None] + margin
+    correct = scores[rows, y][:, None]
+    margins = np.subtract(scores, correct, out=scores if inplace else None)
+    margins += margin
     margins[rows, y] = 0.0
     np.maximum(margins, 0.0, out=margins)
     losses = margins.sum(axis=1)
-    dscores = (margins > 0).astype(scores.dtype)
+    # margins >= 0 here, so sign() is the 0/1 indicator of violations, computed in place.
+    dscores = np.sign(margins, out=margins)
     dscores[rows, y] = -dscores.sum(axis=1)
     return losses, dscores
 
 
-def squared_error(scores: np.ndarray, y: np.ndarray,
-                  margin: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def squared_error(scores: np.ndarray, y: np.ndarray, margin: float = 1.0,
+                  inplace: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``L_i = sum_j (s_j - onehot(y)_j)^2``; ``dL_i/ds = 2 (s - onehot(y))``.
 
     scores: (N, K), y: (N,) -> losses (N,), dscores (N, K). ``margin`` is unused.
     """
-    diff = scores.copy()
+    diff = scores if inplace else scores.copy()
     diff[np.arange(scores.shape[0]), y] -= 1.0
     losses = np.einsum("ij,ij->i", diff, diff)
     diff *= 2.0
@@ -86,14 +95,15 @@ assert tuple(LOSSES) == LOSS_NAMES
 
 
 def data_loss(kind: str, scores: np.ndarray, y: np.ndarray, margin: float = 1.0,
-              class_weights: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+              class_weights: np.ndarray | None = None,
+              inplace: bool = False) -> tuple[float, np.ndarray]:
     """The batch's data loss and its gradient with respect to the scores.
 
     Without class weights the mean ``(1/N) sum_i L_i``; with ``class_weights: (K,)`` the
     weighted mean ``sum_i w_{y_i} L_i / sum_i w_{y_i}``.
-    scores: (N, K), y: (N,) -> (loss, dscores (N, K)).
+    scores: (N, K), y: (N,) -> (loss, dscores (N, K)); ``inplace`` reuses ``scores``.
     """
-    losses, dscores = LOSSES[kind](scores, y, margin)
+    losses, dscores = LOSSES[kind](scores, y, margin, inplace)
     if class_weights is None:
         dscores /= scores.shape[0]
         return float(losses.mean()), dscores

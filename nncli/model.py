@@ -51,8 +51,9 @@ def init_std(init: str | dict[str, float], activation: str, fan_in: int, fan_out
 class Buffers:
     """Work arrays for training steps of up to ``capacity`` examples, allocated once.
 
-    z[l]: (capacity, width_l) layer outputs; da[l], mask[l]: (capacity, hidden width)
-    gradients and relu masks; dW, db, scratch: one per layer, shaped like the parameters.
+    z[l]: (capacity, width_l) layer outputs; da[l], mask[l], act[l]: (capacity, hidden
+    width) gradients, relu masks and activation derivatives; dW, db, scratch: one per
+    layer, shaped like the parameters.
     """
 
     def __init__(self, sizes: Sequence[int], capacity: int, dtype: np.dtype) -> None:
@@ -60,6 +61,7 @@ class Buffers:
         self.z = [np.empty((capacity, width), dtype) for width in sizes[1:]]
         self.da = [np.empty((capacity, width), dtype) for width in sizes[1:-1]]
         self.mask = [np.empty((capacity, width), bool) for width in sizes[1:-1]]
+        self.act = [np.empty((capacity, width), dtype) for width in sizes[1:-1]]
         pairs = list(zip(sizes[:-1], sizes[1:]))
         self.dW = [np.empty((fan_out, fan_in), dtype) for fan_in, fan_out in pairs]
         self.scratch = [np.empty((fan_out, fan_in), dtype) for fan_in, fan_out in pairs]
@@ -167,6 +169,11 @@ class MLP:
                     # relu' is the 0/1 mask of positive outputs: multiply in place.
                     mask = np.greater(a_prev, 0, out=buffers.mask[i - 2][:n])
                     dz = np.multiply(da, mask, out=da)
+                elif buffers is not None:
+                    # f'(z) from the output, into a work array that is free until the next
+                    # forward pass (the layer's output buffer z is still needed: it is a_prev).
+                    slope = self.activation.grad(a_prev, out=buffers.act[i - 2][:n])
+                    dz = np.multiply(da, slope, out=da)
                 else:
                     dz = self.activation.backward(da, a_prev)
         return grads
@@ -182,7 +189,9 @@ class MLP:
         """
         scores = self.forward(X, True, buffers)
         correct = int(np.count_nonzero(scores.argmax(axis=1) == y))
-        loss_value, dscores = data_loss(loss_type, scores, y, margin, class_weights)
+        # With buffers the scores are a work array: the loss may overwrite them.
+        loss_value, dscores = data_loss(loss_type, scores, y, margin, class_weights,
+                                        inplace=buffers is not None)
         grads = self.backward(dscores, reg_lambda, buffers)
         return loss_value, self.reg_loss(reg_lambda), correct, grads
 

@@ -1,0 +1,92 @@
+"""The allocation-free training step: same numbers as the checked path, no per-batch
+allocations of batch-sized arrays, and float32 kept throughout."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from nncli.activations import ACTIVATIONS
+from nncli.losses import LOSSES
+from nncli.model import MLP
+from nncli.optim import UPDATES, Optimizer
+from nncli.train import MinibatchStep
+
+
+def _data(n: int, d: int, k: int, dtype: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)).astype(dtype), rng.integers(0, k, n)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_buffered_step_matches_the_gradient_checked_path(activation: str, loss: str) -> None:
+    """gradcheck proves MLP.loss; the training loop runs MLP.train_step with buffers."""
+    X, y = _data(24, 7, 4, "float64")
+    model = MLP.create(7, (6, 5), 4, activation, {"normal": 0.7},
+                       np.random.default_rng(1), "float64")
+    weights = np.array([1.0, 2.0, 0.5, 1.5])
+    ref_data, ref_reg, ref_grads, ref_scores = model.loss(X, y, loss, 0.3, 1.0, weights)
+    ref_grads = {k: v.copy() for k, v in ref_grads.items()}
+    correct_ref = int(np.count_nonzero(ref_scores.argmax(axis=1) == y))
+    buffers = model.make_buffers(32)
+    d, r, correct, grads = model.train_step(X, y, buffers, loss, 0.3, 1.0, weights)
+    assert (d, r, correct) == pytest.approx((ref_data, ref_reg, correct_ref), rel=1e-13)
+    for name, g in ref_grads.items():
+        np.testing.assert_allclose(grads[name], g, rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+@pytest.mark.parametrize("optimizer", sorted(UPDATES))
+@pytest.mark.parametrize("activation,loss", [("relu", "softmax"), ("relu", "svm"),
+                                             ("tanh", "mse"), ("linear", "softmax")])
+def test_training_step_allocates_no_batch_sized_arrays(optimizer: str, activation: str,
+                                                       loss: str) -> None:
+    # NumPy ufuncs may take an iterator buffer of a fixed 8192 elements (32 KB in float32)
+    # for broadcasting or casting; what must not happen is an array that grows with the
+    # batch. At batch 512 the smallest batch-sized array is 512 x 64 x 4 = 128 KB.
+    n, d, k, batch = 2560, 200, 10, 512
+    X, y = _data(n, d, k, "float32")
+    model = MLP.create(d, (128, 64), k, activation, "auto", np.random.default_rng(0), "float32")
+    step = MinibatchStep(model, Optimizer(optimizer), X, y, batch, loss, reg_lambda=1e-3)
+    order = np.random.default_rng(0).permutation(n)
+    batches = [order[i:i + batch] for i in range(0, n - batch + 1, batch)]
+    for idx in batches[:2]:  # the first steps create optimizer state
+        step(idx, 0.01)
+    # Every batch-sized array (>= 512 x 64 x 4 = 128 KB) and W1 (128 x 200 x 4 = 100 KB)
+    # exceed this; two NumPy iterator buffers do not.
+    limit = 64 * 1024
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for idx in batches[2:]:
+            step(idx, 0.01)
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - base < limit, f"a step allocated {peak - base} bytes at once"
+    assert current - base < 4096  # nothing accumulates from step to step
+
+
+@pytest.mark.parametrize("optimizer", sorted(UPDATES))
+def test_float32_stays_float32(optimizer: str) -> None:
+    X, y = _data(200, 30, 3, "float32")
+    model = MLP.create(30, (16,), 3, "relu", "auto", np.random.default_rng(0), "float32")
+    opt = Optimizer(optimizer)
+    step = MinibatchStep(model, opt, X, y, 50, "softmax", reg_lambda=1e-2,
+                         class_weights=np.array([1.0, 2.0, 3.0]))
+    for start in range(0, 200, 50):
+        step(np.arange(start, start + 50), 0.01)
+    assert {p.dtype for p in model.params.values()} == {np.dtype(np.float32)}
+    buffers = step.buffers
+    for arr in [*buffers.z, *buffers.da, *buffers.dW, *buffers.db, *buffers.act]:
+        assert arr.dtype == np.float32
+    for name, arr in opt.state_arrays().items():
+        if not name.startswith("opt_t_"):
+            assert arr.dtype == np.float32, name
+    d, r, _, grads = model.train_step(X[:50], y[:50], buffers, "softmax", 1e-2)
+    assert all(g.dtype == np.float32 for g in grads.values())
+    scores = model.forward(X[:5], keep_cache=False)
+    assert scores.dtype == np.float32
