@@ -382,13 +382,14 @@ def main() -> None:
             f"{fmt_ratio(res.ratios.get('sklearn'))} | {fmt_ratio(res.ratios.get('bound'))} |")
     if e2e:
         epoch_med = statistics.median(e2e["epoch_seconds"])
+        ideal = e2e["ideal_epoch_seconds"]
         lines += [
             "",
             "## `nncli train` end to end (784-256-10, batch 128, float32, .npz input)",
             "",
             f"- epoch wall time (metrics.csv `seconds`, median of {e2e['epochs']}): "
             f"{epoch_med:.3f} s; the in-process step rate predicts "
-            f"{e2e['ideal_epoch_seconds']:.3f} s -> ratio {epoch_med / e2e['ideal_epoch_seconds']:.3f}",
+            f"{ideal:.3f} s -> ratio {epoch_med / ideal:.3f}",
             f"- whole process ({e2e['epochs']} epochs, including start-up and loading): "
             f"{e2e['process_wall_seconds']:.2f} s",
             f"- peak RSS {e2e['peak_rss_mb']:.0f} MB for {e2e['data_mb']:.0f} MB of data "

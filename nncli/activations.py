@@ -16,13 +16,22 @@ from nncli.config import ACTIVATION_NAMES
 LEAKY_SLOPE = 0.01
 
 
-def _sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def _sigmoid(z: np.ndarray, out: np.ndarray | None = None, work: np.ndarray | None = None,
+             mask: np.ndarray | None = None) -> np.ndarray:
     # 1/(1+e^-z) for z >= 0 and e^z/(1+e^z) for z < 0: never overflows, and keeps full
-    # relative precision in the tail where 1/(1+e^-z) is tiny.
-    e = np.exp(-np.abs(z))
-    numerator = np.where(z >= 0, 1.0, e).astype(z.dtype, copy=False)
+    # relative precision in the tail where 1/(1+e^-z) is tiny. ``work`` (float, like z) and
+    # ``mask`` (bool) let the training step run it without allocating.
+    positive = np.greater_equal(z, 0, out=mask)
+    e = np.abs(z, out=work)
+    np.negative(e, out=e)
+    np.exp(e, out=e)  # e^{-|z|}
+    if out is None:
+        out = e.copy()
+    else:
+        np.copyto(out, e)  # z may be ``out`` itself: it is no longer needed
+    np.copyto(out, 1.0, where=positive)
     e += 1.0
-    return np.divide(numerator, e, out=out)
+    return np.divide(out, e, out=out)
 
 
 def _sigmoid_grad(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -31,7 +40,7 @@ def _sigmoid_grad(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def _tanh(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def _tanh(z: np.ndarray, out: np.ndarray | None = None, **_: np.ndarray) -> np.ndarray:
     return np.tanh(z, out=out)
 
 
@@ -40,7 +49,7 @@ def _tanh_grad(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.subtract(1.0, out, out=out)
 
 
-def _relu(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def _relu(z: np.ndarray, out: np.ndarray | None = None, **_: np.ndarray) -> np.ndarray:
     return np.maximum(z, 0.0, out=out)
 
 
@@ -50,21 +59,22 @@ def _relu_grad(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.greater(a, 0, out=out)
 
 
-def _leaky_relu(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def _leaky_relu(z: np.ndarray, out: np.ndarray | None = None, work: np.ndarray | None = None,
+                **_: np.ndarray) -> np.ndarray:
     # max(z, 0.01 z) equals z for z > 0 and 0.01 z otherwise.
-    return np.maximum(z, z * LEAKY_SLOPE, out=out)
+    return np.maximum(z, np.multiply(z, LEAKY_SLOPE, out=work), out=out)
 
 
 def _leaky_relu_grad(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     # The output keeps the sign of the input, so the slope can be read off the output.
     if out is None:
         return np.where(a > 0, 1.0, LEAKY_SLOPE).astype(a.dtype)
-    out.fill(LEAKY_SLOPE)
-    np.copyto(out, 1.0, where=a > 0)
-    return out
+    # max(sign(a), slope) is 1 where a > 0 and the slope elsewhere, with no temporaries.
+    np.sign(a, out=out)
+    return np.maximum(out, LEAKY_SLOPE, out=out)
 
 
-def _linear(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def _linear(z: np.ndarray, out: np.ndarray | None = None, **_: np.ndarray) -> np.ndarray:
     if out is None:
         return z
     out[...] = z

@@ -41,12 +41,25 @@ class Checkpoint:
     extra: dict[str, Any] = field(default_factory=dict)  # rng state, features, kind, history
 
 
+def _default_permissions(fd: int) -> None:
+    """mkstemp creates files 0600; give ours the mode ``open()`` would: 0666 & ~umask."""
+    if not hasattr(os, "fchmod"):
+        return
+    mask = os.umask(0o022)  # the only way to read the umask is to set it; put it right back
+    os.umask(mask)
+    try:
+        os.fchmod(fd, 0o666 & ~mask)
+    except OSError:  # a file system without modes: keep what mkstemp gave
+        pass
+
+
 def atomic_write_bytes(path: Path, write: Any) -> None:
     """Call ``write(file_object)`` on a temp file next to ``path``, fsync, then rename it over
     ``path``. On any failure the temp file is removed and ``path`` is untouched."""
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        _default_permissions(fd)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()

@@ -48,8 +48,28 @@ def _route_library_warnings() -> None:
         log.addHandler(_EchoWarnings(logging.WARNING))
 
 
+# click >= 8.2 signals "no arguments: show the help" with this UsageError subclass.
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class NncliGroup(click.Group):
     """A click group that turns library errors into one ``Error:`` line and an exit code."""
+
+    @staticmethod
+    def _usage_error(ctx: click.Context, exc: click.UsageError) -> None:
+        """A bad command, argument or option: one ``Error:`` line too, saying where to look."""
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        click.echo(f"Error: {_one_line(exc.format_message())}{where}", err=True)
+        ctx.exit(exc.exit_code)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:  # the group's own options, e.g. `nncli --bogus`
+            if isinstance(exc, _NO_ARGS_IS_HELP):  # plain `nncli`: click shows the help
+                raise
+            self._usage_error(ctx, exc)
+            raise  # not reached: ctx.exit raises
 
     def invoke(self, ctx: click.Context) -> Any:
         _route_library_warnings()
@@ -61,10 +81,7 @@ class NncliGroup(click.Group):
             click.echo(f"Error: {_one_line(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except click.UsageError as exc:
-            # A bad argument or option of a command: one line too, with where to look.
-            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-            click.echo(f"Error: {_one_line(exc.format_message())}{where}", err=True)
-            ctx.exit(exc.exit_code)
+            self._usage_error(ctx, exc)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:

@@ -105,8 +105,9 @@ def data_loss(kind: str, scores: np.ndarray, y: np.ndarray, margin: float = 1.0,
     """
     losses, dscores = LOSSES[kind](scores, y, margin, inplace)
     if class_weights is None:
-        dscores /= scores.shape[0]
-        return float(losses.mean()), dscores
+        n = scores.shape[0]
+        dscores /= n
+        return float(losses.sum()) / n, dscores
     w = class_weights[y].astype(scores.dtype, copy=False)
     total = w.sum()
     if total <= 0:

@@ -17,11 +17,23 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nncli.checkpoint import atomic_write_bytes
+from nncli.checkpoint import atomic_write_bytes as _atomic_write_bytes
 from nncli.errors import NncliError
 
+RUN_FILES = ("config.yaml", "metrics.csv", "metrics.jsonl", "summary.json")
+CHECKPOINT_FILES = ("last.npz", "best.npz")
 METRIC_COLUMNS = ("epoch", "step", "lr", "loss", "data_loss", "reg_loss", "train_acc",
                   "val_loss", "val_acc", "seconds")
+
+
+def atomic_write_bytes(path: Path, write: Any) -> None:
+    """:func:`nncli.checkpoint.atomic_write_bytes`, with a failure (a full disk, a read-only
+    file system) reported as an error naming the file; the old file stays as it was."""
+    try:
+        _atomic_write_bytes(path, write)
+    except OSError as exc:
+        raise NncliError(f"{path}: cannot write ({exc.strerror or exc}); the previous "
+                         f"file, if any, is unchanged") from None
 
 
 def fresh_run_dir(base: Path) -> Path:
@@ -85,6 +97,18 @@ class RunDir:
         except OSError as exc:
             raise NncliError(f"{self.path}: cannot write the run directory "
                              f"({exc.strerror or exc})") from None
+        self._remove_leftover_temp_files()
+
+    def _remove_leftover_temp_files(self) -> None:
+        """Delete the temp files of atomic writes that a killed process (SIGKILL, power
+        loss) left behind: ``.<name>.<random>.tmp`` next to the run's own files."""
+        for folder, names in ((self.path, RUN_FILES), (self.checkpoints, CHECKPOINT_FILES)):
+            for name in names:
+                for leftover in folder.glob(f".{name}.*.tmp"):
+                    try:
+                        leftover.unlink()
+                    except OSError:
+                        pass
 
     @property
     def last(self) -> Path:
@@ -119,7 +143,8 @@ class RunDir:
                            lambda h: h.write(jsonl_text.encode("utf-8")))
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """Rows of ``metrics.jsonl`` that parse (a torn last line is dropped)."""
+        """Rows of ``metrics.jsonl`` that parse and have an integer epoch (a torn last line
+        is dropped)."""
         path = self.path / "metrics.jsonl"
         rows = []
         if not path.exists():
@@ -129,7 +154,8 @@ class RunDir:
                 row = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(row, dict) and "epoch" in row:
+            epoch = row.get("epoch") if isinstance(row, dict) else None
+            if isinstance(epoch, int) and not isinstance(epoch, bool):
                 rows.append(row)
         return rows
 
@@ -137,7 +163,11 @@ class RunDir:
         """Append one epoch row to both logs, flushed to disk."""
         line = ",".join(_cell(row.get(c)) for c in METRIC_COLUMNS) + "\n"
         for name, text in (("metrics.csv", line), ("metrics.jsonl", _json(row) + "\n")):
-            with open(self.path / name, "a", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
+            try:
+                with open(self.path / name, "a", encoding="utf-8") as handle:
+                    handle.write(text)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as exc:
+                raise NncliError(f"{self.path / name}: cannot append the metrics of epoch "
+                                 f"{row.get('epoch')} ({exc.strerror or exc})") from None

@@ -40,7 +40,8 @@ def test_buffered_step_matches_the_gradient_checked_path(activation: str, loss: 
 
 @pytest.mark.parametrize("optimizer", sorted(UPDATES))
 @pytest.mark.parametrize("activation,loss", [("relu", "softmax"), ("relu", "svm"),
-                                             ("tanh", "mse"), ("linear", "softmax")])
+                                             ("tanh", "mse"), ("linear", "softmax"),
+                                             ("sigmoid", "softmax"), ("leaky_relu", "svm")])
 def test_training_step_allocates_no_batch_sized_arrays(optimizer: str, activation: str,
                                                        loss: str) -> None:
     # NumPy ufuncs may take an iterator buffer of a fixed 8192 elements (32 KB in float32)
