@@ -113,6 +113,58 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
                          f"the previous file, if any, is unchanged") from None
 
 
+def _check_numbers(params: dict[str, np.ndarray], sizes: list[int],
+                   arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Raise ValueError unless the arrays and the meta fields that training, eval and predict
+    use have the types and shapes this checkpoint's config implies (a file edited by hand or
+    damaged must be an error naming it, not a crash deep inside NumPy)."""
+    dtype = params["W1"].dtype
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"W1: dtype {dtype}, expected float32 or float64")
+    for i in range(1, len(sizes)):
+        for name, shape in ((f"W{i}", (sizes[i], sizes[i - 1])), (f"b{i}", (sizes[i],))):
+            value = params[name]
+            if value.shape != shape or value.dtype != dtype:
+                raise ValueError(f"{name}: {value.dtype} {value.shape}, its config needs "
+                                 f"{dtype} {shape}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"{name}: non-finite values")
+    if ("norm_shift" in arrays) != ("norm_scale" in arrays):
+        raise ValueError("norm_shift/norm_scale: one without the other")
+    for name in ("norm_shift", "norm_scale"):
+        value = arrays.get(name)
+        if value is not None and (value.shape != (sizes[0],) or value.dtype.kind != "f"
+                                  or not np.isfinite(value).all()):
+            raise ValueError(f"{name}: expected {sizes[0]} finite numbers")
+    if "norm_scale" in arrays and not (arrays["norm_scale"] != 0).all():
+        raise ValueError("norm_scale: zero")
+    for name, value in arrays.items():  # optimizer state: opt_<slot>_<param>
+        slot, _, key = name[4:].partition("_")
+        if not name.startswith("opt_") or key not in params:
+            continue
+        shape = () if slot == "t" else params[key].shape
+        if value.shape != shape or value.dtype.kind not in "fiu" or not np.isfinite(value).all():
+            raise ValueError(f"{name}: expected finite numbers of shape {shape}")
+    for key in ("epoch", "step", "wait"):
+        if key in meta and not (type(meta[key]) is int and meta[key] >= 0):
+            raise ValueError(f"{key}: expected a non-negative integer")
+    for key in ("best_value", "best_epoch"):
+        if meta.get(key) is not None and type(meta[key]) not in (int, float):
+            raise ValueError(f"{key}: expected a number or null")
+    features, weights = meta.get("features"), meta.get("class_weights")
+    if features is not None and not (isinstance(features, list)
+                                     and all(isinstance(f, str) for f in features)):
+        raise ValueError("features: expected a list of column names")
+    if weights is not None and not (isinstance(weights, list) and len(weights) == sizes[-1]
+                                    and all(type(w) in (int, float) for w in weights)):
+        raise ValueError(f"class_weights: expected {sizes[-1]} numbers")
+    if "rng_state" in meta:
+        try:
+            np.random.default_rng().bit_generator.state = meta["rng_state"]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"rng_state: {exc}") from None
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`; errors name the file."""
     path = Path(path)
@@ -144,27 +196,29 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             raise ValueError("meta is not an object")
     except ValueError as exc:
         raise NncliError(f"{path}: damaged checkpoint meta ({exc})") from None
-    if meta.get("format") != FORMAT:
+    if type(meta.get("format")) is not int or meta["format"] != FORMAT:
         raise NncliError(f"{path}: checkpoint format {meta.get('format')!r} is not supported "
                          f"by nncli {__version__} (expected {FORMAT})")
     try:
         config = config_from_dict(meta["config"])
-        classes = [str(c) for c in meta["classes"]]
-        input_shape = tuple(int(s) for s in meta["input_shape"])
+        classes, input_shape = meta["classes"], meta["input_shape"]
+        if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)
+                and len(set(classes)) == len(classes)):
+            raise ValueError("classes: expected a list of distinct names")
+        if not (isinstance(input_shape, list) and input_shape
+                and all(type(s) is int and s > 0 for s in input_shape)):
+            raise ValueError("input_shape: expected a list of positive integers")
         n_layers = len(config.model.hidden) + 1
         params = {}
         for i in range(1, n_layers + 1):
             params[f"W{i}"] = arrays.pop(f"W{i}")
             params[f"b{i}"] = arrays.pop(f"b{i}")
+        _check_numbers(params, [int(np.prod(input_shape)), *config.model.hidden, len(classes)],
+                       arrays, meta)
     except (KeyError, TypeError, ValueError, NncliError) as exc:
         raise NncliError(f"{path}: damaged checkpoint (missing or invalid {exc})") from None
     model = MLP(params, config.model.activation)
-    sizes = model.sizes
-    expected = [int(np.prod(input_shape)), *config.model.hidden, len(classes)]
-    if sizes != expected or any(params[f"b{i}"].shape != (sizes[i],)
-                                for i in range(1, n_layers + 1)):
-        raise NncliError(f"{path}: damaged checkpoint (layer sizes {sizes} do not match "
-                         f"its config {expected})")
+    input_shape = tuple(input_shape)
     if "norm_shift" in arrays:
         norm = Normalization(meta.get("normalize", config.data.normalize),
                              arrays.pop("norm_shift"), arrays.pop("norm_scale"))
@@ -174,7 +228,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                 "activation", "epoch", "step"}
     return Checkpoint(
         model=model, config=config, classes=classes, input_shape=input_shape,
-        normalization=norm, epoch=int(meta.get("epoch", 0)), step=int(meta.get("step", 0)),
+        normalization=norm, epoch=meta.get("epoch", 0), step=meta.get("step", 0),
         optimizer_state={k: v for k, v in arrays.items() if k.startswith("opt_")},
         extra={k: v for k, v in meta.items() if k not in reserved},
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,15 @@ def _fail(key: str, message: str) -> NncliError:
     return NncliError(f"config key '{_printable(key)}': {message}")
 
 
+# A bounded repr: YAML aliases can make a 1 kB file a list of 10^9 strings ("billion
+# laughs"), which safe_load builds as shared references but a plain repr() would expand.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+
+
 def _describe(value: Any) -> str:
-    text = repr(value)
+    text = _REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

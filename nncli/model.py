@@ -52,12 +52,13 @@ class Buffers:
     """Work arrays for training steps of up to ``capacity`` examples, allocated once.
 
     z[l]: (capacity, width_l) layer outputs; da[l], mask[l], act[l]: (capacity, hidden
-    width) gradients, relu "z <= 0" masks (set by forward) and activation derivatives;
+    width) gradients, relu masks and activation derivatives;
     dW, db, scratch: one per layer, shaped like the parameters.
     """
 
     def __init__(self, sizes: Sequence[int], capacity: int, dtype: np.dtype) -> None:
         self.capacity = capacity
+        self.ones = np.ones(capacity, dtype)
         self.z = [np.empty((capacity, width), dtype) for width in sizes[1:]]
         self.da = [np.empty((capacity, width), dtype) for width in sizes[1:-1]]
         self.mask = [np.empty((capacity, width), bool) for width in sizes[1:-1]]
@@ -131,13 +132,7 @@ class MLP:
                 z = np.matmul(a, W.T, out=buffers.z[i - 1][:n])
                 z += b
             if i < self.n_layers:
-                if buffers is not None and self.activation_name == "relu":
-                    # Remember where z <= 0 (relu' = 0 there) and zero those entries: one
-                    # mask serves forward and backward, and beats np.maximum by ~2x.
-                    dead = np.less_equal(z, 0, out=buffers.mask[i - 1][:n])
-                    np.copyto(z, 0, where=dead)
-                    a = z
-                elif buffers is not None:
+                if buffers is not None:
                     # The gradient buffers are free during the forward pass: work space.
                     a = self.activation.fn(z, out=z, work=buffers.da[i - 1][:n],
                                            mask=buffers.mask[i - 1][:n])
@@ -170,16 +165,18 @@ class MLP:
                     dW += (2.0 * reg_lambda) * W
             else:
                 dW = np.matmul(dz.T, a_prev, out=buffers.dW[i - 1])
-                db = np.sum(dz, axis=0, out=buffers.db[i - 1])
+                # Column sums as a GEMV with a ones vector: ~3x faster than np.sum(axis=0).
+                db = np.matmul(buffers.ones[:n], dz, out=buffers.db[i - 1])
                 da = np.matmul(dz, W, out=buffers.da[i - 2][:n]) if i > 1 else None
                 if reg_lambda:
                     dW += np.multiply(W, 2.0 * reg_lambda, out=buffers.scratch[i - 1])
             grads[f"W{i}"], grads[f"b{i}"] = dW, db
             if i > 1:
                 if buffers is not None and self.activation_name == "relu":
-                    # relu'(z) = 0 where the forward pass recorded z <= 0 (a == 0), else 1.
-                    np.copyto(da, 0, where=buffers.mask[i - 2][:n])
-                    dz = da
+                    # relu' is the 0/1 mask of positive outputs: multiply in place (branch-free;
+                    # np.copyto(..., where=mask) is several times slower on a random mask).
+                    mask = np.greater(a_prev, 0, out=buffers.mask[i - 2][:n])
+                    dz = np.multiply(da, mask, out=da)
                 elif buffers is not None:
                     # f'(z) from the output, into a work array that is free until the next
                     # forward pass (the layer's output buffer z is still needed: it is a_prev).

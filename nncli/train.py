@@ -107,7 +107,8 @@ class MinibatchStep:
         d_loss, r_loss, correct, grads = self.model.train_step(xb, yb, self.buffers,
                                                                **self.loss_kw)
         if math.isfinite(d_loss + r_loss):
-            self.optimizer.step(self.model.params, grads, lr)
+            # The gradients live in self.buffers and are recomputed by the next step.
+            self.optimizer.step(self.model.params, grads, lr, grads_are_scratch=True)
         return d_loss, r_loss, correct
 
 
@@ -190,6 +191,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
 
     rows: list[dict[str, Any]] = list(previous_rows)
     last_saved_epoch = start_epoch
+    best_saved_epoch = best_epoch
     latest: Checkpoint | None = None
     train_seconds = 0.0
     samples_seen = 0
@@ -245,6 +247,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
             latest = snapshot(epoch)
             if improved:
                 save_checkpoint(run.best, latest)
+                best_saved_epoch = epoch
             stop = es is not None and wait >= es["patience"]
             if epoch % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs or stop:
                 save_checkpoint(run.last, latest)
@@ -253,6 +256,10 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
             if stop:
                 break
     except KeyboardInterrupt:
+        # An interrupt may land inside a checkpoint write (which is then abandoned, leaving
+        # the old file): finish both, so best.npz agrees with last.npz's best_epoch.
+        if latest is not None and best_epoch == latest.epoch and best_saved_epoch != best_epoch:
+            save_checkpoint(run.best, latest)
         if latest is not None and last_saved_epoch < latest.epoch:
             save_checkpoint(run.last, latest)
         where = run.last if run.last.exists() else None
