@@ -44,6 +44,7 @@ N, D, K = 60_000, 784, 10
 LR = 0.01
 MODELS = {"linear 784-10": (), "784-256-10": (256,), "784-512-256-10": (512, 256)}
 TARGET_SECONDS = 0.25  # per measurement
+SETTLE_SECONDS = 1.0  # idle time before each measurement
 
 
 @dataclass(frozen=True)
@@ -104,29 +105,30 @@ def nncli_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner:
 
 
 def bound_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner:
-    """The step's GEMMs alone: a W^T per layer forward, dz^T a and dz W backward."""
+    """The step's GEMMs alone, in nncli's layout (W held as a C-contiguous (in, out) array):
+    forward A @ W^T per layer; backward dW^T = A^T dZ per layer and dA = dZ W above layer 1."""
     rng = np.random.default_rng(0)
     sizes = [D, *case.hidden, K]
-    Ws = [rng.standard_normal((o, i)).astype(case.dtype) * 0.01
-          for i, o in zip(sizes[:-1], sizes[1:])]
+    Wts = [np.ascontiguousarray(rng.standard_normal((i, o)).astype(case.dtype) * 0.01)
+           for i, o in zip(sizes[:-1], sizes[1:])]
     xb = np.ascontiguousarray(X[:case.batch])
     zs = [np.empty((case.batch, o), case.dtype) for o in sizes[1:]]
     das = [np.empty((case.batch, o), case.dtype) for o in sizes[1:]]
-    dWs = [np.empty_like(W) for W in Ws]
+    dWts = [np.empty_like(Wt) for Wt in Wts]
 
     def run(steps: int) -> float:
         start = time.perf_counter()
         for _ in range(steps):
             a = xb
-            for W, z in zip(Ws, zs):
-                np.matmul(a, W.T, out=z)
+            for Wt, z in zip(Wts, zs):
+                np.matmul(a, Wt, out=z)
                 a = z
-            for layer in range(len(Ws) - 1, -1, -1):
+            for layer in range(len(Wts) - 1, -1, -1):
                 a_prev = xb if layer == 0 else zs[layer - 1]
-                dz = zs[layer] if layer == len(Ws) - 1 else das[layer]
-                np.matmul(dz.T, a_prev, out=dWs[layer])
+                dz = zs[layer] if layer == len(Wts) - 1 else das[layer]
+                np.matmul(a_prev.T, dz, out=dWts[layer])
                 if layer > 0:
-                    np.matmul(dz, Ws[layer], out=das[layer - 1])
+                    np.matmul(dz, Wts[layer].T, out=das[layer - 1])
         return time.perf_counter() - start
 
     return run
@@ -243,6 +245,9 @@ def bench_case(case: Case, rounds: int, warmup: int, data: dict[str, tuple]) -> 
         order = names[r % len(names):] + names[:r % len(names)]
         rate = {}
         for name in order:
+            # Let the previous library's worker threads (OpenBLAS, torch's OpenMP) stop
+            # spinning first: they would otherwise steal cores from the next measurement.
+            time.sleep(SETTLE_SECONDS)
             rate[name] = steps[name] * case.batch / runners[name](steps[name])
         if r < warmup:
             continue

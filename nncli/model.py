@@ -48,6 +48,11 @@ def init_std(init: str | dict[str, float], activation: str, fan_in: int, fan_out
     return float(np.sqrt(2.0 / (fan_in + fan_out)))
 
 
+def weight_layout(W: np.ndarray) -> np.ndarray:
+    """W: (out, in) as the transposed view of a fresh C-contiguous (in, out) array."""
+    return np.ascontiguousarray(W.T).T
+
+
 class Buffers:
     """Work arrays for training steps of up to ``capacity`` examples, allocated once.
 
@@ -64,8 +69,9 @@ class Buffers:
         self.mask = [np.empty((capacity, width), bool) for width in sizes[1:-1]]
         self.act = [np.empty((capacity, width), dtype) for width in sizes[1:-1]]
         pairs = list(zip(sizes[:-1], sizes[1:]))
-        self.dW = [np.empty((fan_out, fan_in), dtype) for fan_in, fan_out in pairs]
-        self.scratch = [np.empty((fan_out, fan_in), dtype) for fan_in, fan_out in pairs]
+        # Shaped (out, in) like W, laid out (in, out) like W (see MLP.__init__).
+        self.dW = [np.empty((fan_in, fan_out), dtype).T for fan_in, fan_out in pairs]
+        self.scratch = [np.empty((fan_in, fan_out), dtype).T for fan_in, fan_out in pairs]
         self.db = [np.empty(fan_out, dtype) for _, fan_out in pairs]
 
 
@@ -76,6 +82,13 @@ class MLP:
     """
 
     def __init__(self, params: dict[str, np.ndarray], activation: str = "relu") -> None:
+        # Every W (out x in) is kept as the transpose of a C-contiguous (in x out) array:
+        # then A @ W.T is a plain GEMM and dW^T = A^T dZ writes an (in x out) block, which
+        # OpenBLAS runs 10-30% faster than the out x in layout for MNIST-sized layers.
+        # Shapes, indexing and checkpoints still see W as out x in.
+        for name, value in params.items():
+            if name.startswith("W") and value.ndim == 2 and not value.T.flags.c_contiguous:
+                params[name] = weight_layout(value)
         self.params = params
         self.activation_name = activation
         self.activation: Activation = get_activation(activation)
@@ -145,14 +158,20 @@ class MLP:
         return a
 
     def backward(self, dscores: np.ndarray, reg_lambda: float = 0.0,
-                 buffers: Buffers | None = None) -> dict[str, np.ndarray]:
+                 buffers: Buffers | None = None,
+                 grad_scale: float = 1.0) -> dict[str, np.ndarray]:
         """Backprop from ``dL/dscores`` (N, K) through the cached forward pass.
 
         Returns ``{"W1": (h1, D), "b1": (h1,), ...}`` including the L2 term ``2 lambda W``.
         With ``buffers`` the gradients are written into (and returned as) its arrays.
+        ``grad_scale`` returns ``grad_scale`` times the gradients (backprop is linear in
+        dscores, so this costs one multiply of dscores; ``dscores`` is scaled in place).
         """
         if len(self._cache) != self.n_layers:
             raise RuntimeError("backward() needs a forward(..., keep_cache=True) first")
+        if grad_scale != 1.0:
+            dscores *= grad_scale
+            reg_lambda *= grad_scale
         grads: dict[str, np.ndarray] = {}
         dz = dscores
         n = dscores.shape[0]
@@ -164,7 +183,8 @@ class MLP:
                 if reg_lambda:
                     dW += (2.0 * reg_lambda) * W
             else:
-                dW = np.matmul(dz.T, a_prev, out=buffers.dW[i - 1])
+                # dW^T = A^T dZ, written straight into dW's (in, out) memory.
+                dW = np.matmul(a_prev.T, dz, out=buffers.dW[i - 1].T).T
                 # Column sums as a GEMV with a ones vector: ~3x faster than np.sum(axis=0).
                 db = np.matmul(buffers.ones[:n], dz, out=buffers.db[i - 1])
                 da = np.matmul(dz, W, out=buffers.da[i - 2][:n]) if i > 1 else None
@@ -188,27 +208,30 @@ class MLP:
 
     def train_step(self, X: np.ndarray, y: np.ndarray, buffers: Buffers | None = None,
                    loss_type: str = "softmax", reg_lambda: float = 0.0, margin: float = 1.0,
-                   class_weights: np.ndarray | None = None,
+                   class_weights: np.ndarray | None = None, grad_scale: float = 1.0,
                    ) -> tuple[float, float, int, dict[str, np.ndarray]]:
         """Forward and backward on one batch for training, in ``buffers`` when given.
 
-        X: (N, D), y: (N,) -> (data_loss, reg_loss, number of correct predictions, grads),
-        all taken before any update.
+        X: (N, D), y: (N,) -> (data_loss, reg_loss, number of correct predictions, grads
+        times ``grad_scale``), all taken before any update.
         """
         scores = self.forward(X, True, buffers)
         correct = int(np.count_nonzero(scores.argmax(axis=1) == y))
         # With buffers the scores are a work array: the loss may overwrite them.
         loss_value, dscores = data_loss(loss_type, scores, y, margin, class_weights,
                                         inplace=buffers is not None)
-        grads = self.backward(dscores, reg_lambda, buffers)
-        return loss_value, self.reg_loss(reg_lambda), correct, grads
+        reg_value = self.reg_loss(reg_lambda)
+        grads = self.backward(dscores, reg_lambda, buffers, grad_scale)
+        return loss_value, reg_value, correct, grads
 
     def reg_loss(self, reg_lambda: float) -> float:
         """``lambda * sum over layers of sum W^2`` (biases excluded)."""
         if not reg_lambda:
             return 0.0
-        return float(reg_lambda * sum(np.vdot(W, W) for W in
-                                      (self.params[n] for n in self.weight_names())))
+        # ravel(order="K") reads W in memory order: no copy for the transposed layout.
+        return float(reg_lambda * sum(
+            np.dot(flat, flat) for flat in (self.params[n].ravel(order="K")
+                                             for n in self.weight_names())))
 
     def loss(self, X: np.ndarray, y: np.ndarray, loss_type: str = "softmax",
              reg_lambda: float = 0.0, margin: float = 1.0,

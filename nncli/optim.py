@@ -131,7 +131,7 @@ class Optimizer:
 
         The arrays are copies: later steps (which update state in place) do not change them.
         """
-        return {f"opt_{slot}_{key}": arr.copy() for key, slots in self.state.items()
+        return {f"opt_{slot}_{key}": arr.copy(order="K") for key, slots in self.state.items()
                 for slot, arr in slots.items()}
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:

@@ -95,20 +95,28 @@ class MinibatchStep:
         self.buffers = model.make_buffers(batch_cap)
         self.loss_kw = {"loss_type": loss_type, "reg_lambda": reg_lambda, "margin": margin,
                         "class_weights": class_weights}
+        self.plain_sgd = optimizer.name == "sgd"
 
     def __call__(self, idx: np.ndarray, lr: float) -> tuple[float, float, int]:
         """Update the model on examples ``idx`` (M,) with rate ``lr``; returns (data loss,
         reg loss, correct predictions), all measured before the update."""
         m = len(idx)
         # Indices come from a permutation, so bounds checks are moot; mode="raise" would
-        # also make np.take copy through a temporary buffer (2-3x slower here).
-        xb = np.take(self.X, idx, axis=0, out=self.x_buffer[:m], mode="clip")
-        yb = np.take(self.y, idx, out=self.y_buffer[:m], mode="clip")
-        d_loss, r_loss, correct, grads = self.model.train_step(xb, yb, self.buffers,
-                                                               **self.loss_kw)
+        # also make take() copy through a temporary buffer (2-3x slower here).
+        xb = self.X.take(idx, axis=0, out=self.x_buffer[:m], mode="clip")
+        yb = self.y.take(idx, out=self.y_buffer[:m], mode="clip")
+        # Plain SGD: backprop lr * dL/dscores, so the gradients come out already scaled by
+        # lr and the update is one subtraction per parameter instead of two passes.
+        scale = lr if self.plain_sgd else 1.0
+        d_loss, r_loss, correct, grads = self.model.train_step(
+            xb, yb, self.buffers, grad_scale=scale, **self.loss_kw)
         if math.isfinite(d_loss + r_loss):
             # The gradients live in self.buffers and are recomputed by the next step.
-            self.optimizer.step(self.model.params, grads, lr, grads_are_scratch=True)
+            if self.plain_sgd:
+                for key, g in grads.items():
+                    self.model.params[key] -= g
+            else:
+                self.optimizer.step(self.model.params, grads, lr, grads_are_scratch=True)
         return d_loss, r_loss, correct
 
 
@@ -179,10 +187,11 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
 
     def snapshot(epoch: int) -> Checkpoint:
         return Checkpoint(
-            model=MLP({k: v.copy() for k, v in model.params.items()}, model.activation_name),
+            model=MLP({k: v.copy(order="K") for k, v in model.params.items()},
+                      model.activation_name),
             config=cfg, classes=data.classes, input_shape=data.input_shape,
             normalization=data.normalization, epoch=epoch, step=step,
-            optimizer_state={k: v.copy() for k, v in optimizer.state_arrays().items()},
+            optimizer_state=optimizer.state_arrays(),  # already copies
             extra={"rng_state": rng.bit_generator.state, "best_value": best_value,
                    "best_epoch": best_epoch, "wait": wait, "features": data.features,
                    "data_kind": data.kind,
