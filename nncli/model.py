@@ -57,7 +57,7 @@ class Buffers:
     """Work arrays for training steps of up to ``capacity`` examples, allocated once.
 
     z[l]: (capacity, width_l) layer outputs; da[l], mask[l], act[l]: (capacity, hidden
-    width) gradients, relu masks and activation derivatives;
+    width) gradients, relu masks z > 0 (written by forward) and activation derivatives;
     dW, db, scratch: one per layer, shaped like the parameters.
     """
 
@@ -145,7 +145,11 @@ class MLP:
                 z = np.matmul(a, W.T, out=buffers.z[i - 1][:n])
                 z += b
             if i < self.n_layers:
-                if buffers is not None:
+                if buffers is not None and self.activation_name == "relu":
+                    # z * (z > 0): the mask is kept for backward, and this beats np.maximum.
+                    mask = np.greater(z, 0, out=buffers.mask[i - 1][:n])
+                    a = np.multiply(z, mask, out=z)
+                elif buffers is not None:
                     # The gradient buffers are free during the forward pass: work space.
                     a = self.activation.fn(z, out=z, work=buffers.da[i - 1][:n],
                                            mask=buffers.mask[i - 1][:n])
@@ -193,10 +197,10 @@ class MLP:
             grads[f"W{i}"], grads[f"b{i}"] = dW, db
             if i > 1:
                 if buffers is not None and self.activation_name == "relu":
-                    # relu' is the 0/1 mask of positive outputs: multiply in place (branch-free;
-                    # np.copyto(..., where=mask) is several times slower on a random mask).
-                    mask = np.greater(a_prev, 0, out=buffers.mask[i - 2][:n])
-                    dz = np.multiply(da, mask, out=da)
+                    # relu' is the 0/1 mask of positive pre-activations that forward kept:
+                    # multiply in place (branch-free; np.copyto(..., where=mask) is several
+                    # times slower on a random mask).
+                    dz = np.multiply(da, buffers.mask[i - 2][:n], out=da)
                 elif buffers is not None:
                     # f'(z) from the output, into a work array that is free until the next
                     # forward pass (the layer's output buffer z is still needed: it is a_prev).
