@@ -126,11 +126,13 @@ class RunDir:
         text = _json(summary, indent=2) + "\n"
         atomic_write_bytes(self.path / "summary.json", lambda h: h.write(text.encode("utf-8")))
 
-    def start_metrics(self, keep_through_epoch: int = 0) -> None:
-        """Open the metric logs, keeping only rows with ``epoch <= keep_through_epoch``
-        (0 starts them afresh). Rewrites are atomic."""
-        rows = self.read_metrics()[:0] if keep_through_epoch == 0 else [
-            r for r in self.read_metrics() if int(r["epoch"]) <= keep_through_epoch]
+    def start_metrics(self, keep_through_epoch: int = 0,
+                      rows: list[dict[str, Any]] | None = None) -> None:
+        """Rewrite the metric logs (atomically) to hold ``rows``, or else the rows on disk
+        with ``epoch <= keep_through_epoch`` (0 starts them afresh)."""
+        if rows is None:
+            rows = [] if keep_through_epoch == 0 else [
+                r for r in self.read_metrics() if int(r["epoch"]) <= keep_through_epoch]
         csv_text = io.StringIO()
         writer = csv.writer(csv_text, lineterminator="\n")
         writer.writerow(METRIC_COLUMNS)

@@ -7,6 +7,7 @@ progress goes to an optional :class:`Progress` callback.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,24 @@ def _compatible(ckpt: Checkpoint, cfg: Config, data: TrainingData, path: Path) -
         problems.append(f"train.dtype {ckpt.model.dtype} vs {cfg.train.dtype}")
     if problems:
         raise NncliError(f"{path}: cannot resume with this config: " + "; ".join(problems))
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory in MiB (Linux VmHWM; else getrusage), or None."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        import resource
+
+        scale = 1024 if sys.platform != "darwin" else 1024 * 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+    except (ImportError, OSError):
+        return None
 
 
 class MinibatchStep:
@@ -171,11 +190,17 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     best_value: float | None = state.get("best_value")
     best_epoch: int | None = state.get("best_epoch")
     wait: int = int(state.get("wait", 0))
-    previous_rows = [r for r in run.read_metrics() if int(r["epoch"]) <= start_epoch] \
-        if ckpt is not None else []
+    # The checkpoint carries the metric rows up to its epoch (it is written before the
+    # row is appended to the logs, so the logs may lack its last row after a crash).
+    if ckpt is None:
+        previous_rows = []
+    elif isinstance(state.get("rows"), list):
+        previous_rows = [r for r in state["rows"] if isinstance(r, dict)]
+    else:
+        previous_rows = [r for r in run.read_metrics() if int(r["epoch"]) <= start_epoch]
     best_row = next((r for r in previous_rows if r["epoch"] == best_epoch), None)
     run.write_config(cfg.to_yaml())
-    run.start_metrics(keep_through_epoch=start_epoch)
+    run.start_metrics(rows=previous_rows)
 
     X, y = data.train.X, data.train.y
     n = X.shape[0]
@@ -195,7 +220,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
             extra={"rng_state": rng.bit_generator.state, "best_value": best_value,
                    "best_epoch": best_epoch, "wait": wait, "features": data.features,
                    "data_kind": data.kind,
-                   "class_weights": weights.tolist() if weights is not None else None},
+                   "class_weights": weights.tolist() if weights is not None else None,
+                   "rows": list(rows)},
         )
 
     rows: list[dict[str, Any]] = list(previous_rows)
@@ -246,13 +272,14 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
                 row["val_loss"], row["val_acc"] = result.loss, result.accuracy
             row["seconds"] = time.perf_counter() - epoch_start
             rows.append(row)
-            run.append_metrics(row)
 
             improved = _improved(metric, row[metric], best_value, es["min_delta"] if es else 0.0)
             if improved:
                 best_value, best_epoch, best_row, wait = row[metric], epoch, row, 0
             else:
                 wait += 1
+            # Checkpoints first, then the log row: whatever moment a crash or Ctrl-C hits,
+            # last.npz (which carries the rows) is never behind the logs' claims.
             latest = snapshot(epoch)
             if improved:
                 save_checkpoint(run.best, latest)
@@ -261,6 +288,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
             if epoch % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs or stop:
                 save_checkpoint(run.last, latest)
                 last_saved_epoch = epoch
+            run.append_metrics(row)
             progress.on_epoch_end(row)
             if stop:
                 break
@@ -271,6 +299,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
             save_checkpoint(run.best, latest)
         if latest is not None and last_saved_epoch < latest.epoch:
             save_checkpoint(run.last, latest)
+        if latest is not None:  # the logs match last.npz even if the row was not appended
+            run.start_metrics(rows=latest.extra["rows"])
         where = run.last if run.last.exists() else None
         hint = f"; resume with --resume {where}" if where else " before the first epoch ended"
         raise Interrupted(f"interrupted during epoch {epoch}{hint}") from None
@@ -293,6 +323,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
         "stopped_early": bool(es is not None and completed < cfg.train.epochs),
         "best_metric": metric,
         "run_dir": str(run.path),
+        "peak_rss_mb": peak_rss_mb(),
     }
     if data.test is not None and run.best.exists():
         summary["test"] = holdout_metrics(load_checkpoint(run.best).model, data.test, cfg, weights)
