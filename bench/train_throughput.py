@@ -198,15 +198,19 @@ def sklearn_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner | None:
     position = [0]
 
     def run(steps: int) -> float:
-        count = steps * case.batch
-        i = position[0]
-        if i + count > N:
-            i = 0
-        Xs, ys = X[i:i + count], y[i:i + count]
-        start = time.perf_counter()
-        clf.partial_fit(Xs, ys)  # one pass over Xs in minibatches of case.batch
-        elapsed = time.perf_counter() - start
-        position[0] = i + count
+        remaining = steps * case.batch
+        elapsed = 0.0
+        while remaining > 0:  # in passes of at most N rows, so every step is real work
+            count = min(remaining, N - N % case.batch)
+            i = position[0]
+            if i + count > N:
+                i = 0
+            Xs, ys = X[i:i + count], y[i:i + count]
+            start = time.perf_counter()
+            clf.partial_fit(Xs, ys)  # one pass over Xs in minibatches of case.batch
+            elapsed += time.perf_counter() - start
+            position[0] = i + count
+            remaining -= count
         return elapsed
 
     return run
