@@ -407,6 +407,9 @@ def main() -> None:
             f"- `nncli predict` on 5,000 CSV rows from stdin: "
             f"{e2e['predict_rows_per_sec']:,.0f} rows/s ({e2e['predict_seconds']:.2f} s)",
         ]
+    notes = Path(__file__).with_name("RESULTS-notes.md")
+    if notes.exists():  # hand-written reading guide, kept across runs
+        lines += ["", notes.read_text().rstrip()]
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
