@@ -114,23 +114,17 @@ def _echo_json(obj: Any) -> None:
     click.echo(json.dumps(_finite_or_none(obj), indent=None, allow_nan=False))
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _table(rows: list[list[str]], header: list[str]) -> str:
     """Left-aligned text columns (numbers right-aligned)."""
+    from nncli.data import is_number
+
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 
     def fmt(row: list[str]) -> str:
         cells = []
         for i, cell in enumerate(row):
             text = str(cell)
-            numeric = _is_number(text.replace(",", ""))
+            numeric = is_number(text.replace(",", ""))
             cells.append(text.rjust(widths[i]) if numeric and i else text.ljust(widths[i]))
         return "  ".join(cells).rstrip()
 

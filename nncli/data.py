@@ -116,6 +116,15 @@ class TrainingData:
 # ---------------------------------------------------------------- labels
 
 
+def is_number(text: str) -> bool:
+    """True when ``float(text)`` parses (e.g. "3", "-1.5e3", "nan")."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def canonical_label(value: object) -> str:
     """A label as a class name: numbers lose a trailing ``.0`` so 3, 3.0 and "3" agree."""
     text = str(value).strip()

@@ -23,6 +23,7 @@ from nncli.data import (
     align_features,
     check_shape,
     encode_labels,
+    is_number,
     read_source,
 )
 from nncli.errors import NncliError
@@ -151,7 +152,7 @@ class Predictor:
         try:
             values = np.array([float(c) for c in cells])
         except ValueError:
-            bad = next(c for c in cells if not _is_number(c))
+            bad = next(c for c in cells if not is_number(c))
             raise NncliError(f"input row {number}: not a number: {bad.strip()[:40]!r}") from None
         if not np.isfinite(values).all():
             raise NncliError(f"input row {number}: non-finite value")
@@ -169,7 +170,7 @@ class Predictor:
         # there: a data row of this model never holds the label column's name.
         exact = label in cells and [c for c in cells if c != label] == list(self.features)
         if not exact and (not set(self.features).issubset(cells)
-                          or any(_is_number(c) for c in cells)):
+                          or any(is_number(c) for c in cells)):
             return False
         if label in cells and len(cells) == self.dim + 1:
             self.drop_column = cells.index(label)
@@ -187,14 +188,6 @@ class Predictor:
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         return [Prediction(name, [(self.classes[j], float(probs[i, j])) for j in order[i]])
                 for i, name in enumerate(names)]
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def expand_table_files(predictor: Predictor, inputs: Iterable[str]) -> Iterator[str]:
