@@ -1,4 +1,5 @@
-"""Image folders: listing, decoding (on all cores) and an on-disk cache of the pixels.
+"""Image folders: listing, decoding (on all cores) and an on-disk cache of the pixels
+(the cache itself lives in :mod:`nncli.imagecache`).
 
 An image folder holds one subfolder per class; the class name is the subfolder name.
 Images may sit in nested folders inside a class folder (as with torchvision's
@@ -58,34 +59,40 @@ written, nothing is cached.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import multiprocessing
 import os
 import signal
-import tempfile
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nncli.data import RawData
 from nncli.errors import NncliError
+from nncli.imagecache import (
+    CACHE_FORMAT,
+    CacheEntry,
+    cache_stem,
+    checksum,
+    default_cache_dir,
+    load_cache,
+    pillow_version,
+    save_cache,
+)
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
 log = logging.getLogger("nncli")
 
-CACHE_FORMAT = 1
 MODES = {"L": 1, "RGB": 3}  # mode -> channels
 REDUCING_GAP = 3.0
 PARALLEL_MIN_SECONDS = 0.25  # estimated serial decode time below which a pool isn't worth it
@@ -408,115 +415,6 @@ def list_folder(path: Path) -> Listing:
     return Listing(classes, files, sorted(loose))
 
 
-# ---------------------------------------------------------------- cache
-
-
-def default_cache_dir() -> Path:
-    """``$NNCLI_CACHE_DIR``, else ``$XDG_CACHE_HOME/nncli/images``, else
-    ``~/.cache/nncli/images``."""
-    explicit = os.environ.get("NNCLI_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "nncli" / "images"
-
-
-def _pillow_version() -> str:
-    import PIL  # the package only: cheap, unlike PIL.Image
-
-    return str(PIL.__version__)
-
-
-def _cache_stem(folder: Path, size: tuple[int, int] | None, mode: str) -> str:
-    key = json.dumps([CACHE_FORMAT, str(folder), list(size) if size else None, mode,
-                      _pillow_version()])
-    return "images-" + hashlib.blake2b(key.encode("utf-8", "surrogateescape"),
-                                       digest_size=16).hexdigest()
-
-
-@dataclass
-class _Entry:
-    X: np.ndarray
-    classes: list[str]
-    counts: list[int]
-    input_shape: tuple[int, int, int]
-    skipped: int
-    skipped_example: str | None
-
-
-def _crc(X: np.ndarray) -> str:
-    return f"{zlib.crc32(np.ascontiguousarray(X).data) & 0xFFFFFFFF:08x}"
-
-
-def _load_cache(stem: Path, fingerprint: str) -> _Entry | None:
-    """The cached entry for ``stem`` if it matches ``fingerprint`` and checks out; else None."""
-    try:
-        index = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        log.debug("image cache index %s unreadable (%s); rebuilding", stem, _reason(exc))
-        return None
-    try:
-        if index.get("format") != CACHE_FORMAT or index.get("fingerprint") != fingerprint:
-            return None
-        shape = tuple(int(v) for v in index["shape"])
-        input_shape = tuple(int(v) for v in index["input_shape"])
-        classes = [str(c) for c in index["classes"]]
-        counts = [int(c) for c in index["counts"]]
-        if (len(shape) != 2 or len(input_shape) != 3 or len(classes) != len(counts)
-                or sum(counts) != shape[0] or math.prod(input_shape) != shape[1]
-                or index["dtype"] != "uint8"):
-            raise ValueError("inconsistent index")
-        X = np.load(stem.with_suffix(".npy"), allow_pickle=False)
-        if X.shape != shape or X.dtype != np.uint8 or _crc(X) != index["crc32"]:
-            raise ValueError("cached array does not match its index")
-        return _Entry(X, classes, counts, input_shape,  # type: ignore[arg-type]
-                      int(index.get("skipped", 0)), index.get("skipped_example"))
-    except Exception as exc:  # anything wrong with the cache means: rebuild it
-        log.debug("image cache %s damaged (%s); rebuilding", stem, _reason(exc))
-        return None
-
-
-def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write a file through ``write(handle)`` to a temporary name, then rename it."""
-    fd, tmp = tempfile.mkstemp(prefix=".images-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _save_cache(stem: Path, entry: _Entry, index: dict[str, object]) -> None:
-    """Store ``entry`` as ``stem.npy`` + ``stem.json``; on any OSError just don't cache."""
-    try:
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        _clean_stale(stem.parent)
-        _write_atomic(stem.with_suffix(".npy"),
-                      lambda f: np.lib.format.write_array(f, entry.X, allow_pickle=False))
-        _write_atomic(stem.with_suffix(".json"), lambda f: f.write(json.dumps(index).encode()))
-    except OSError as exc:
-        log.debug("image cache %s not written (%s); not caching", stem, _reason(exc))
-
-
-def _clean_stale(cache_dir: Path, max_age: float = 86400.0) -> None:
-    """Remove temporary files a killed run left behind (older than ``max_age`` seconds)."""
-    now = time.time()
-    for leftover in cache_dir.glob(".images-*.tmp"):
-        try:
-            if now - leftover.stat().st_mtime > max_age:
-                leftover.unlink()
-        except OSError:
-            pass
-
-
 # ---------------------------------------------------------------- the reader
 
 
@@ -576,8 +474,8 @@ def read_image_folder(path: Path, size: tuple[int, int] | None, mode: str,
     listing = list_folder(path)
     fingerprint = listing.fingerprint()
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    stem = cache_dir / _cache_stem(Path(os.path.abspath(path)), size, mode)
-    entry = _load_cache(stem, fingerprint)
+    stem = cache_dir / cache_stem(Path(os.path.abspath(path)), size, mode)
+    entry = load_cache(stem, fingerprint)
     if entry is not None:
         log.debug("%s: %d images from the cache %s", path, entry.X.shape[0], stem)
         _warn_skipped(path, entry.skipped, entry.skipped_example)
@@ -591,26 +489,26 @@ def read_image_folder(path: Path, size: tuple[int, int] | None, mode: str,
     seconds = time.perf_counter() - started
     log.info("%s: decoded %d images in %.2fs (%.0f/s)", path, len(paths), seconds,
              len(paths) / max(seconds, 1e-9))
-    entry = _Entry(X, listing.classes, [len(images) for images in per_class], shape,
+    entry = CacheEntry(X, listing.classes, [len(images) for images in per_class], shape,
                    skipped, example)
-    _save_cache(stem, entry, _index(entry, path, size, mode, fingerprint))
+    save_cache(stem, entry, _index(entry, path, size, mode, fingerprint))
     return _raw_data(path, entry)
 
 
-def _index(entry: _Entry, path: Path, size: tuple[int, int] | None, mode: str,
+def _index(entry: CacheEntry, path: Path, size: tuple[int, int] | None, mode: str,
            fingerprint: str) -> dict[str, object]:
     """The JSON index stored next to a cached array."""
     return {
         "format": CACHE_FORMAT, "source": os.path.abspath(path),
-        "size": list(size) if size else None, "mode": mode, "pillow": _pillow_version(),
+        "size": list(size) if size else None, "mode": mode, "pillow": pillow_version(),
         "fingerprint": fingerprint, "classes": entry.classes, "counts": entry.counts,
         "input_shape": list(entry.input_shape), "shape": list(entry.X.shape),
-        "dtype": "uint8", "crc32": _crc(entry.X), "skipped": entry.skipped,
+        "dtype": "uint8", "crc32": checksum(entry.X), "skipped": entry.skipped,
         "skipped_example": entry.skipped_example,
     }
 
 
-def _raw_data(path: Path, entry: _Entry) -> RawData:
+def _raw_data(path: Path, entry: CacheEntry) -> RawData:
     labels = np.repeat(np.array(entry.classes, dtype=str), entry.counts)
     return RawData(X=entry.X, labels=labels, input_shape=tuple(entry.input_shape),
                    source=str(path), kind="images")
