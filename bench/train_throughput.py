@@ -29,9 +29,10 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,21 +84,23 @@ def cores() -> int:
 Runner = Callable[[int], float]
 
 
+def cycling_batches(order: Any, batch: int) -> Iterator[Any]:
+    """Full batches of ``order`` (an index permutation, NumPy or torch) over and over."""
+    while True:
+        for i in range(0, N - batch + 1, batch):
+            yield order[i:i + batch]
+
+
 def nncli_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner:
     rng = np.random.default_rng(0)
     model = MLP.create(D, case.hidden, K, "relu", "auto", rng, case.dtype)
     step = MinibatchStep(model, Optimizer("sgd"), X, y, case.batch, case.loss)
-    order = rng.permutation(N)
-    position = [0]
+    batches = cycling_batches(rng.permutation(N), case.batch)
 
     def run(steps: int) -> float:
         start = time.perf_counter()
         for _ in range(steps):
-            i = position[0]
-            if i + case.batch > N:
-                i = 0
-            step(order[i:i + case.batch], LR)
-            position[0] = i + case.batch
+            step(next(batches), LR)
         return time.perf_counter() - start
 
     return run
@@ -151,7 +154,8 @@ def torch_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner | None:
     opt = torch.optim.SGD(net.parameters(), lr=LR)
     Xt = torch.from_numpy(X)
     yt = torch.from_numpy(y.astype(np.int64))
-    order = torch.from_numpy(np.random.default_rng(0).permutation(N))
+    batches = cycling_batches(torch.from_numpy(np.random.default_rng(0).permutation(N)),
+                              case.batch)
 
     def loss_fn(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if case.loss == "svm":
@@ -159,20 +163,14 @@ def torch_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner | None:
             return torch.nn.functional.multi_margin_loss(scores, target, margin=1.0)
         return torch.nn.functional.cross_entropy(scores, target)
 
-    position = [0]
-
     def run(steps: int) -> float:
         start = time.perf_counter()
         for _ in range(steps):
-            i = position[0]
-            if i + case.batch > N:
-                i = 0
-            idx = order[i:i + case.batch]
+            idx = next(batches)
             xb, yb = Xt.index_select(0, idx), yt.index_select(0, idx)
             opt.zero_grad(set_to_none=True)
             loss_fn(net(xb), yb).backward()
             opt.step()
-            position[0] = i + case.batch
         return time.perf_counter() - start
 
     return run

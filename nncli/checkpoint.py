@@ -53,17 +53,19 @@ def _default_permissions(fd: int) -> None:
         pass
 
 
-def atomic_write_bytes(path: Path, write: Any) -> None:
+def atomic_write_bytes(path: Path, write: Any, durable: bool = True) -> None:
     """Call ``write(file_object)`` on a temp file next to ``path``, fsync, then rename it over
-    ``path``. On any failure the temp file is removed and ``path`` is untouched."""
+    ``path``. On any failure the temp file is removed and ``path`` is untouched.
+    ``durable=False`` skips the fsyncs (for caches, which are rebuilt if lost)."""
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         _default_permissions(fd)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         try:
@@ -71,6 +73,8 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
         except OSError:
             pass
         raise
+    if not durable:
+        return
     try:  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

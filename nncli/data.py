@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,14 @@ class RawData:
     kind: str
     features: list[str] | None = None  # table column names, in order
     label_lines: np.ndarray | None = None  # for tables: file line number of each row
+
+
+def row_blocks(X: np.ndarray, elements: int = 1 << 22) -> Iterator[slice]:
+    """Slices of X's rows, each block ~``elements`` values, so that a pass over a large
+    X: (N, D) never makes a full-size temporary."""
+    step = max(1, elements // max(1, X.shape[1]))
+    for start in range(0, X.shape[0], step):
+        yield slice(start, start + step)
 
 
 @dataclass
@@ -60,17 +68,16 @@ class Normalization:
         if in_place and self.shift is None:
             return X
         out = X if in_place else np.empty(X.shape, dtype=dtype)
-        step = max(1, (1 << 22) // max(1, X.shape[1]))
-        for start in range(0, X.shape[0], step):
-            block = X[start:start + step].astype(np.float64)
+        for rows in row_blocks(X):
+            block = X[rows].astype(np.float64)
             if self.shift is not None:
                 block -= self.shift
                 block /= self.scale
             with np.errstate(over="ignore"):
-                out[start:start + step] = block
-            finite = np.isfinite(out[start:start + step]).all(axis=1)
+                out[rows] = block
+            finite = np.isfinite(out[rows]).all(axis=1)
             if not finite.all():
-                row = start + int(np.flatnonzero(~finite)[0])
+                row = rows.start + int(np.flatnonzero(~finite)[0])
                 place = where(row) if where else f"example {row + 1}"
                 raise NncliError(f"{place}: a feature value is out of the {np.dtype(dtype)} "
                                  f"range after normalization (use train.dtype: float64 or "
@@ -279,11 +286,10 @@ def _row_line_numbers(path: Path, delimiter: str, n_rows: int) -> np.ndarray:
 def _first_non_finite_row(X: np.ndarray) -> int | None:
     """Index of the first row of X: (N, D) holding NaN or inf, checked in blocks of rows so
     that no full-size boolean temporary is made; None if all are finite."""
-    step = max(1, (1 << 22) // max(1, X.shape[1]))
-    for start in range(0, X.shape[0], step):
-        finite = np.isfinite(X[start:start + step]).all(axis=1)
+    for rows in row_blocks(X):
+        finite = np.isfinite(X[rows]).all(axis=1)
         if not finite.all():
-            return start + int(np.flatnonzero(~finite)[0])
+            return rows.start + int(np.flatnonzero(~finite)[0])
     return None
 
 
@@ -391,9 +397,8 @@ def fit_normalization(X: np.ndarray, kind: str, is_image: bool) -> Normalization
             # Population std, accumulated over row blocks so that a large uint8/float32 X
             # is never copied whole into float64.
             squares = np.zeros(D)
-            step = max(1, (1 << 22) // max(1, D))
-            for start in range(0, X.shape[0], step):
-                block = X[start:start + step].astype(np.float64)
+            for rows in row_blocks(X):
+                block = X[rows].astype(np.float64)
                 block -= shift
                 squares += np.einsum("ij,ij->j", block, block)
             scale = np.sqrt(squares / X.shape[0])

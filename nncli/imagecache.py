@@ -12,15 +12,14 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
+
+from nncli.checkpoint import atomic_write_bytes
 
 log = logging.getLogger("nncli")
 
@@ -105,29 +104,17 @@ def load_cache(stem: Path, fingerprint: str) -> CacheEntry | None:
         return None
 
 
-def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write a file through ``write(handle)`` to a temporary name, then rename it."""
-    fd, tmp = tempfile.mkstemp(prefix=".images-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def save_cache(stem: Path, entry: CacheEntry, index: dict[str, object]) -> None:
     """Store ``entry`` as ``stem.npy`` + ``stem.json``; on any OSError just don't cache."""
     try:
         stem.parent.mkdir(parents=True, exist_ok=True)
         _clean_stale(stem.parent)
-        _write_atomic(stem.with_suffix(".npy"),
-                      lambda f: np.lib.format.write_array(f, entry.X, allow_pickle=False))
-        _write_atomic(stem.with_suffix(".json"), lambda f: f.write(json.dumps(index).encode()))
+        # A cache needs no fsync: a lost or torn entry fails its checks and is rebuilt.
+        atomic_write_bytes(stem.with_suffix(".npy"),
+                           lambda f: np.lib.format.write_array(f, entry.X, allow_pickle=False),
+                           durable=False)
+        atomic_write_bytes(stem.with_suffix(".json"),
+                           lambda f: f.write(json.dumps(index).encode()), durable=False)
     except OSError as exc:
         log.debug("image cache %s not written (%s); not caching", stem, _why(exc))
 

@@ -124,7 +124,7 @@ class Predictor:
     def _parse_rows_fast(self, items: list[str]) -> np.ndarray | None:
         """All rows at once with NumPy's C parser (~20x faster than row by row), or None
         if anything is unusual; then :meth:`parse_row` handles and reports each row."""
-        delimiter = "\t" if "\t" in items[0] else ","
+        delimiter = _delimiter(items[0])
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -140,7 +140,7 @@ class Predictor:
 
     def parse_row(self, line: str, number: int) -> np.ndarray:
         """One table row of feature values (comma or tab separated) -> (D,)."""
-        delimiter = "\t" if "\t" in line else ","
+        delimiter = _delimiter(line)
         cells = next(csv.reader(io.StringIO(line), delimiter=delimiter), [])
         if self.column_order is not None and len(cells) == self.header_width:
             cells = [cells[i] for i in self.column_order]
@@ -163,7 +163,7 @@ class Predictor:
         column; when with, later rows may carry the label and it is ignored)."""
         if not self.features:
             return False
-        delimiter = "\t" if "\t" in line else ","
+        delimiter = _delimiter(line)
         cells = [c.strip() for c in next(csv.reader(io.StringIO(line), delimiter=delimiter), [])]
         label = self.ckpt.config.data.label_column
         # Numeric column names ("0,1,2,label") still make a header when the label column is
@@ -188,6 +188,11 @@ class Predictor:
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         return [Prediction(name, [(self.classes[j], float(probs[i, j])) for j in order[i]])
                 for i, name in enumerate(names)]
+
+
+def _delimiter(line: str) -> str:
+    """Rows typed or piped to predict: tab-separated if the line has a tab, else CSV."""
+    return "\t" if "\t" in line else ","
 
 
 def expand_table_files(predictor: Predictor, inputs: Iterable[str]) -> Iterator[str]:
