@@ -7,11 +7,13 @@ A batch is a matrix with one example per row, so a layer computes ``Z = A @ W.T 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from nncli.activations import Activation, get_activation
+from nncli.blas import Product
 from nncli.config import Config
 from nncli.losses import data_loss
 
@@ -56,14 +58,15 @@ def weight_layout(W: np.ndarray) -> np.ndarray:
 class Buffers:
     """Work arrays for training steps of up to ``capacity`` examples, allocated once.
 
-    z[l]: (capacity, width_l) layer outputs; da[l], mask[l], act[l]: (capacity, hidden
-    width) gradients, relu masks z > 0 (written by forward) and activation derivatives;
-    dW, db, scratch: one per layer, shaped like the parameters.
+    x: (capacity, D) the batch; z[l]: (capacity, width_l) layer outputs; da[l], mask[l],
+    act[l]: (capacity, hidden width) gradients, relu masks z > 0 (written by forward) and
+    activation derivatives; dW, db, scratch: one per layer, shaped like the parameters.
     """
 
     def __init__(self, sizes: Sequence[int], capacity: int, dtype: np.dtype) -> None:
         self.capacity = capacity
         self.ones = np.ones(capacity, dtype)
+        self.x = np.empty((capacity, sizes[0]), dtype)
         self.z = [np.empty((capacity, width), dtype) for width in sizes[1:]]
         self.da = [np.empty((capacity, width), dtype) for width in sizes[1:-1]]
         self.mask = [np.empty((capacity, width), bool) for width in sizes[1:-1]]
@@ -73,6 +76,36 @@ class Buffers:
         self.dW = [np.empty((fan_in, fan_out), dtype).T for fan_in, fan_out in pairs]
         self.scratch = [np.empty((fan_in, fan_out), dtype).T for fan_in, fan_out in pairs]
         self.db = [np.empty(fan_out, dtype) for _, fan_out in pairs]
+        self.products: list[LayerProducts] = []
+        self.bound_to: list[np.ndarray] = []  # the weights the products write and read
+        self._x_rows: dict[int, np.ndarray] = {}
+
+    def x_rows(self, n: int) -> np.ndarray:
+        """The view ``x[:n]`` (the same object every time: the step recognizes it)."""
+        view = self._x_rows.get(n)
+        if view is None:
+            view = self._x_rows[n] = self.x[:n]
+        return view
+
+
+class LayerProducts:
+    """The matrix products of layer ``i`` (1-based) bound to a model's W and to buffers.
+
+    With A the layer's input (buffers.x or the previous layer's output) and dZ the gradient
+    at its output: ``forward``: Z = A W^T (+ beta Z); ``weight_grad``: dW^T = A^T dZ;
+    ``weight_update``: W^T = alpha A^T dZ + beta W^T (plain SGD without writing dW);
+    ``input_grad``: dA = dZ W (layers above the first).
+    """
+
+    def __init__(self, i: int, W: np.ndarray, buffers: Buffers) -> None:
+        n_layers = len(buffers.z)
+        a_in = buffers.x if i == 1 else buffers.z[i - 2]
+        z = buffers.z[i - 1]
+        dz = z if i == n_layers else buffers.da[i - 1]
+        self.forward = Product(a_in, W.T, z, "rows").run
+        self.weight_grad = Product(a_in.T, dz, buffers.dW[i - 1].T, "inner").run
+        self.weight_update = Product(a_in.T, dz, W.T, "inner").run
+        self.input_grad = Product(dz, W, buffers.da[i - 2], "rows").run if i > 1 else None
 
 
 class MLP:
@@ -127,6 +160,16 @@ class MLP:
         """Work arrays for batches of up to ``capacity`` rows (see :class:`Buffers`)."""
         return Buffers(self.sizes, capacity, self.dtype)
 
+    def _products(self, buffers: Buffers) -> list[LayerProducts]:
+        """The layers' products on ``buffers``, bound again if any W was replaced."""
+        weights = [self.params[name] for name in self.weight_names()]
+        if len(weights) != len(buffers.bound_to) or any(
+                w is not bound for w, bound in zip(weights, buffers.bound_to)):
+            buffers.products = [LayerProducts(i, W, buffers)
+                                for i, W in enumerate(weights, start=1)]
+            buffers.bound_to = weights
+        return buffers.products
+
     def forward(self, X: np.ndarray, keep_cache: bool = True,
                 buffers: Buffers | None = None) -> np.ndarray:
         """Class scores. X: (N, D) -> scores: (N, K). Keeps layer inputs for ``backward``.
@@ -135,6 +178,12 @@ class MLP:
         returned scores are overwritten by the next call.
         """
         n = X.shape[0]
+        if buffers is not None:
+            products = self._products(buffers)
+            batch = buffers.x_rows(n)
+            if X is not batch:  # the products read the batch from buffers.x
+                np.copyto(batch, X)
+                X = batch
         a = X
         cache = [a]
         for i in range(1, self.n_layers + 1):
@@ -142,8 +191,10 @@ class MLP:
             if buffers is None:
                 z = affine_forward(a, W, b)
             else:
-                z = np.matmul(a, W.T, out=buffers.z[i - 1][:n])
-                z += b
+                # The bias goes in first and the GEMM adds A W^T to it (one pass fewer).
+                z = buffers.z[i - 1][:n]
+                np.copyto(z, b)
+                products[i - 1].forward(n, 1.0, 1.0)
             if i < self.n_layers:
                 if buffers is not None and self.activation_name == "relu":
                     # z * (z > 0): the mask is kept for backward, and this beats np.maximum.
@@ -162,70 +213,105 @@ class MLP:
         return a
 
     def backward(self, dscores: np.ndarray, reg_lambda: float = 0.0,
-                 buffers: Buffers | None = None,
-                 grad_scale: float = 1.0) -> dict[str, np.ndarray]:
+                 buffers: Buffers | None = None, grad_scale: float = 1.0,
+                 sgd_update: bool = False) -> dict[str, np.ndarray]:
         """Backprop from ``dL/dscores`` (N, K) through the cached forward pass.
 
         Returns ``{"W1": (h1, D), "b1": (h1,), ...}`` including the L2 term ``2 lambda W``.
         With ``buffers`` the gradients are written into (and returned as) its arrays.
         ``grad_scale`` returns ``grad_scale`` times the gradients (backprop is linear in
         dscores, so this costs one multiply of dscores; ``dscores`` is scaled in place).
+        ``sgd_update`` (needs ``buffers``) instead takes the plain SGD step
+        ``p -= grad_scale * dL/dp`` for every parameter in place and returns ``{}``.
         """
-        if len(self._cache) != self.n_layers:
-            raise RuntimeError("backward() needs a forward(..., keep_cache=True) first")
         if grad_scale != 1.0:
             dscores *= grad_scale
-            reg_lambda *= grad_scale
+        return self._backprop(dscores, reg_lambda * grad_scale, buffers, sgd_update)
+
+    def _backprop(self, dscores: np.ndarray, reg_lambda: float, buffers: Buffers | None,
+                  sgd_update: bool) -> dict[str, np.ndarray]:
+        """:meth:`backward` for ``dscores`` and ``reg_lambda`` already times the scale."""
+        if len(self._cache) != self.n_layers:
+            raise RuntimeError("backward() needs a forward(..., keep_cache=True) first")
+        if buffers is None:
+            if sgd_update:
+                raise ValueError("sgd_update needs buffers")
+            return self._backprop_plain(dscores, reg_lambda)
+        products = self._products(buffers)
+        n = dscores.shape[0]
+        if dscores.base is not buffers.z[-1]:  # the products read dZ from the buffers
+            np.copyto(buffers.z[-1][:n], dscores)
+            dscores = buffers.z[-1][:n]
         grads: dict[str, np.ndarray] = {}
         dz = dscores
-        n = dscores.shape[0]
         for i in range(self.n_layers, 0, -1):
-            a_prev = self._cache[i - 1]
-            W = self.params[f"W{i}"]
-            if buffers is None:
-                da, dW, db = affine_backward(dz, a_prev, W, need_da=i > 1)
-                if reg_lambda:
-                    dW += (2.0 * reg_lambda) * W
-            else:
-                # dW^T = A^T dZ, written straight into dW's (in, out) memory.
-                dW = np.matmul(a_prev.T, dz, out=buffers.dW[i - 1].T).T
-                # Column sums as a GEMV with a ones vector: ~3x faster than np.sum(axis=0).
-                db = np.matmul(buffers.ones[:n], dz, out=buffers.db[i - 1])
-                da = np.matmul(dz, W, out=buffers.da[i - 2][:n]) if i > 1 else None
-                if reg_lambda:
-                    dW += np.multiply(W, 2.0 * reg_lambda, out=buffers.scratch[i - 1])
-            grads[f"W{i}"], grads[f"b{i}"] = dW, db
+            layer = products[i - 1]
+            # Column sums as a GEMV with a ones vector: ~3x faster than np.sum(axis=0).
+            db = np.matmul(buffers.ones[:n], dz, out=buffers.db[i - 1])
             if i > 1:
-                if buffers is not None and self.activation_name == "relu":
+                layer.input_grad(n)  # dA = dZ W, before W changes below
+            if sgd_update:
+                # W <- (1 - 2 lr lambda) W - lr A^T dZ inside the GEMM (dz carries lr).
+                layer.weight_update(n, -1.0, 1.0 - 2.0 * reg_lambda)
+                self.params[f"b{i}"] -= db
+            else:
+                layer.weight_grad(n)  # dW^T = A^T dZ into dW's (in, out) memory
+                dW = buffers.dW[i - 1]
+                if reg_lambda:
+                    dW += np.multiply(self.params[f"W{i}"], 2.0 * reg_lambda,
+                                      out=buffers.scratch[i - 1])
+                grads[f"W{i}"], grads[f"b{i}"] = dW, db
+            if i > 1:
+                da = buffers.da[i - 2][:n]
+                if self.activation_name == "relu":
                     # relu' is the 0/1 mask of positive pre-activations that forward kept:
                     # multiply in place (branch-free; np.copyto(..., where=mask) is several
                     # times slower on a random mask).
                     dz = np.multiply(da, buffers.mask[i - 2][:n], out=da)
-                elif buffers is not None:
+                else:
                     # f'(z) from the output, into a work array that is free until the next
                     # forward pass (the layer's output buffer z is still needed: it is a_prev).
-                    slope = self.activation.grad(a_prev, out=buffers.act[i - 2][:n])
+                    slope = self.activation.grad(self._cache[i - 1],
+                                                 out=buffers.act[i - 2][:n])
                     dz = np.multiply(da, slope, out=da)
-                else:
-                    dz = self.activation.backward(da, a_prev)
+        return grads
+
+    def _backprop_plain(self, dscores: np.ndarray, reg_lambda: float) -> dict[str, np.ndarray]:
+        """The textbook backward pass, allocating every gradient (used by gradcheck)."""
+        grads: dict[str, np.ndarray] = {}
+        dz = dscores
+        for i in range(self.n_layers, 0, -1):
+            a_prev = self._cache[i - 1]
+            W = self.params[f"W{i}"]
+            da, dW, db = affine_backward(dz, a_prev, W, need_da=i > 1)
+            if reg_lambda:
+                dW += (2.0 * reg_lambda) * W
+            grads[f"W{i}"], grads[f"b{i}"] = dW, db
+            if i > 1:
+                dz = self.activation.backward(da, a_prev)
         return grads
 
     def train_step(self, X: np.ndarray, y: np.ndarray, buffers: Buffers | None = None,
                    loss_type: str = "softmax", reg_lambda: float = 0.0, margin: float = 1.0,
                    class_weights: np.ndarray | None = None, grad_scale: float = 1.0,
-                   ) -> tuple[float, float, int, dict[str, np.ndarray]]:
+                   sgd_update: bool = False) -> tuple[float, float, int, dict[str, np.ndarray]]:
         """Forward and backward on one batch for training, in ``buffers`` when given.
 
         X: (N, D), y: (N,) -> (data_loss, reg_loss, number of correct predictions, grads
-        times ``grad_scale``), all taken before any update.
+        times ``grad_scale``), all taken before any update. With ``sgd_update`` (needs
+        ``buffers``) the step also applies plain SGD with rate ``grad_scale`` in place,
+        unless the loss is not finite, and returns no gradients.
         """
         scores = self.forward(X, True, buffers)
         correct = int(np.count_nonzero(scores.argmax(axis=1) == y))
-        # With buffers the scores are a work array: the loss may overwrite them.
+        # With buffers the scores are a work array: the loss may overwrite them. The loss
+        # scales its gradient, so backprop starts from grad_scale * dL/dscores.
         loss_value, dscores = data_loss(loss_type, scores, y, margin, class_weights,
-                                        inplace=buffers is not None)
+                                        inplace=buffers is not None, grad_scale=grad_scale)
         reg_value = self.reg_loss(reg_lambda)
-        grads = self.backward(dscores, reg_lambda, buffers, grad_scale)
+        if sgd_update and not math.isfinite(loss_value + reg_value):
+            return loss_value, reg_value, correct, {}
+        grads = self._backprop(dscores, reg_lambda * grad_scale, buffers, sgd_update)
         return loss_value, reg_value, correct, grads
 
     def reg_loss(self, reg_lambda: float) -> float:

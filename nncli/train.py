@@ -109,9 +109,8 @@ class MinibatchStep:
                  batch_cap: int, loss_type: str = "softmax", reg_lambda: float = 0.0,
                  margin: float = 1.0, class_weights: np.ndarray | None = None) -> None:
         self.model, self.optimizer, self.X, self.y = model, optimizer, X, y
-        self.x_buffer = np.empty((batch_cap, X.shape[1]), dtype=X.dtype)
-        self.y_buffer = np.empty(batch_cap, dtype=y.dtype)
         self.buffers = model.make_buffers(batch_cap)
+        self.y_buffer = np.empty(batch_cap, dtype=y.dtype)
         self.loss_kw = {"loss_type": loss_type, "reg_lambda": reg_lambda, "margin": margin,
                         "class_weights": class_weights}
         self.plain_sgd = optimizer.name == "sgd"
@@ -122,20 +121,19 @@ class MinibatchStep:
         m = len(idx)
         # Indices come from a permutation, so bounds checks are moot; mode="raise" would
         # also make take() copy through a temporary buffer (2-3x slower here).
-        xb = self.X.take(idx, axis=0, out=self.x_buffer[:m], mode="clip")
+        xb = self.X.take(idx, axis=0, out=self.buffers.x_rows(m), mode="clip")
         yb = self.y.take(idx, out=self.y_buffer[:m], mode="clip")
-        # Plain SGD: backprop lr * dL/dscores, so the gradients come out already scaled by
-        # lr and the update is one subtraction per parameter instead of two passes.
-        scale = lr if self.plain_sgd else 1.0
+        if self.plain_sgd:
+            # Backprop lr * dL/dscores, so the update happens inside the products that
+            # would otherwise compute the gradients (see MLP.backward).
+            d_loss, r_loss, correct, _ = self.model.train_step(
+                xb, yb, self.buffers, grad_scale=float(lr), sgd_update=True, **self.loss_kw)
+            return d_loss, r_loss, correct
         d_loss, r_loss, correct, grads = self.model.train_step(
-            xb, yb, self.buffers, grad_scale=scale, **self.loss_kw)
+            xb, yb, self.buffers, **self.loss_kw)
         if math.isfinite(d_loss + r_loss):
             # The gradients live in self.buffers and are recomputed by the next step.
-            if self.plain_sgd:
-                for key, g in grads.items():
-                    self.model.params[key] -= g
-            else:
-                self.optimizer.step(self.model.params, grads, lr, grads_are_scratch=True)
+            self.optimizer.step(self.model.params, grads, lr, grads_are_scratch=True)
         return d_loss, r_loss, correct
 
 

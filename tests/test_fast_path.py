@@ -8,6 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from nncli import blas
 from nncli.activations import ACTIVATIONS
 from nncli.losses import LOSSES
 from nncli.model import MLP
@@ -36,6 +37,33 @@ def test_buffered_step_matches_the_gradient_checked_path(activation: str, loss: 
     assert (d, r, correct) == pytest.approx((ref_data, ref_reg, correct_ref), rel=1e-13)
     for name, g in ref_grads.items():
         np.testing.assert_allclose(grads[name], g, rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", ["blas", "numpy"])
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_fused_sgd_step_is_the_textbook_update(activation: str, loss: str, backend: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain SGD runs inside the products (W <- (1 - 2 lr lambda) W - lr A^T dZ): three
+    steps of it equal W -= lr * grad with the gradients of the checked path."""
+    if backend == "numpy":
+        monkeypatch.setattr(blas, "_GEMM", {})
+    X, y = _data(30, 7, 4, "float64")
+    make = lambda: MLP.create(7, (6, 5), 4, activation, {"normal": 0.7},  # noqa: E731
+                              np.random.default_rng(1), "float64")
+    reference, fused = make(), make()
+    weights = np.array([1.0, 2.0, 0.5, 1.5])
+    step = MinibatchStep(fused, Optimizer("sgd"), X, y, 12, loss, 0.05, 1.0, weights)
+    for idx in (np.arange(0, 12), np.arange(12, 24), np.arange(24, 30)):
+        ref_data, ref_reg, grads, scores = reference.loss(X[idx], y[idx], loss, 0.05, 1.0,
+                                                          weights)
+        correct_ref = int(np.count_nonzero(scores.argmax(axis=1) == y[idx]))
+        for name, g in grads.items():
+            reference.params[name] -= 0.3 * g
+        assert step(idx, 0.3) == pytest.approx((ref_data, ref_reg, correct_ref), rel=1e-12)
+    for name, value in reference.params.items():
+        np.testing.assert_allclose(fused.params[name], value, rtol=1e-11, atol=1e-13,
+                                   err_msg=name)
 
 
 @pytest.mark.parametrize("optimizer", sorted(UPDATES))

@@ -11,6 +11,7 @@ import pytest
 
 from nncli.model import MLP
 from nncli.optim import Optimizer
+from nncli.train import MinibatchStep
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -42,10 +43,14 @@ def make_torch_optimizer(name: str, weights, biases, lr: float, lam: float, mu: 
     return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
 
 
+@pytest.mark.parametrize("path", ["checked", "training step"])
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
 @pytest.mark.parametrize("activation,loss", [("relu", "softmax"), ("tanh", "svm"),
                                              ("sigmoid", "mse"), ("leaky_relu", "softmax")])
-def test_training_matches_pytorch_in_float64(optimizer: str, activation: str, loss: str) -> None:
+def test_training_matches_pytorch_in_float64(optimizer: str, activation: str, loss: str,
+                                             path: str) -> None:
+    """"checked": MLP.loss (what gradcheck proves) + Optimizer.step; "training step": the
+    buffered MinibatchStep of `nncli train` (plain SGD fused into the products)."""
     rng = np.random.default_rng(7)
     n, d, k, lam, lr, mu = 32, 6, 4, 0.01, 0.05, 0.9
     X = rng.standard_normal((n, d))
@@ -59,12 +64,17 @@ def test_training_matches_pytorch_in_float64(optimizer: str, activation: str, lo
     opt_t = make_torch_optimizer(optimizer, [params_t[p] for p in names_w],
                                  [params_t[p] for p in names_b], lr, lam, mu)
     opt = Optimizer(optimizer, mu)
+    train_step = MinibatchStep(model, opt, X, y, 8, loss, lam, 1.0, class_weights)
     weights_t = torch.tensor(class_weights) if class_weights is not None else None
     Xt, yt = torch.tensor(X), torch.tensor(y)
     for step in range(5):
         rows = slice(8 * (step % 4), 8 * (step % 4) + 8)
-        data_loss, _, grads, _ = model.loss(X[rows], y[rows], loss, lam, 1.0, class_weights)
-        opt.step(model.params, grads, lr)
+        if path == "checked":
+            data_loss, _, grads, _ = model.loss(X[rows], y[rows], loss, lam, 1.0,
+                                                class_weights)
+            opt.step(model.params, grads, lr)
+        else:
+            data_loss, _, _ = train_step(np.arange(n)[rows], lr)
 
         a = Xt[rows]
         for i in range(1, 4):
