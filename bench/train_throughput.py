@@ -44,7 +44,7 @@ N, D, K = 60_000, 784, 10
 LR = 0.01
 MODELS = {"linear 784-10": (), "784-256-10": (256,), "784-512-256-10": (512, 256)}
 TARGET_SECONDS = 0.25  # per measurement
-SETTLE_SECONDS = 0.5  # idle time before each measurement
+SETTLE_SECONDS = float(os.environ.get("SETTLE", 0.5))  # idle time before each measurement
 
 
 @dataclass(frozen=True)
