@@ -124,11 +124,16 @@ def _gemm_call(fn: GemmFn, a: np.ndarray, b: np.ndarray, c: np.ndarray,
     m_full, n = c.shape
     k_full = a.shape[1]
 
+    # m beyond the bound capacity would make BLAS read and write past the arrays.
     if batch == _Layout.rows:
         def call(m: int, alpha: float = 1.0, beta: float = 0.0) -> None:
+            if not 0 < m <= m_full:
+                raise ValueError(f"batch of {m} rows for a product bound to {m_full}")
             fn(_ROW_MAJOR, ta, tb, m, n, k_full, alpha, pa, lda, pb, ldb, beta, pc, ldc)
     else:
         def call(m: int, alpha: float = 1.0, beta: float = 0.0) -> None:
+            if not 0 < m <= k_full:
+                raise ValueError(f"batch of {m} rows for a product bound to {k_full}")
             fn(_ROW_MAJOR, ta, tb, m_full, n, m, alpha, pa, lda, pb, ldb, beta, pc, ldc)
     call.keep_alive = (a, b, c)  # type: ignore[attr-defined]  # the pointers' owners
     return call
@@ -138,8 +143,11 @@ def _numpy_call(a: np.ndarray, b: np.ndarray, c: np.ndarray,
                 batch: str) -> Callable[[int, float, float], None]:
     """The same contract as :func:`_gemm_call`, with NumPy and one scratch array."""
     scratch = np.empty_like(c)
+    capacity = a.shape[0] if batch == _Layout.rows else a.shape[1]
 
     def call(m: int, alpha: float = 1.0, beta: float = 0.0) -> None:
+        if not 0 < m <= capacity:
+            raise ValueError(f"batch of {m} rows for a product bound to {capacity}")
         if batch == _Layout.rows:
             a_m, b_m, c_m, s_m = a[:m], b, c[:m], scratch[:m]
         else:

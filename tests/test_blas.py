@@ -80,6 +80,14 @@ def test_product_rejects_mismatched_shapes_and_dtypes() -> None:
         Product(np.ones((4, 3)), np.ones((3, 2)), np.ones((4, 2)), "cols")
 
 
+def test_a_batch_larger_than_the_bound_arrays_is_refused(backend: str) -> None:
+    rows = Product(np.ones((4, 3)), np.ones((3, 2)), np.zeros((4, 2)), "rows")
+    inner = Product(np.ones((3, 4)), np.ones((4, 2)), np.zeros((3, 2)), "inner")
+    for product in (rows, inner):
+        with pytest.raises(ValueError):
+            product(5)
+
+
 def test_strided_operands_fall_back_to_numpy_and_stay_correct() -> None:
     a = np.arange(24.0).reshape(4, 6)[:, ::2]  # neither row- nor column-major
     b, c = np.ones((3, 2)), np.zeros((4, 2))
