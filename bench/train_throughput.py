@@ -5,7 +5,8 @@
 
 In one process, on synthetic MNIST-shaped data (60,000 x 784, 10 classes), rounds
 interleave: nncli's training step (``nncli.train.MinibatchStep``: gather, forward, loss,
-backward, SGD update), a PyTorch eager reference (same architecture, loss and plain SGD,
+backward, SGD update), a carefully written textbook NumPy step (softmax only), a PyTorch
+eager reference (same architecture, loss and plain SGD,
 ``torch.set_num_threads`` = cores, data in memory), scikit-learn's
 ``MLPClassifier(solver="sgd", momentum=0)`` on float32 (softmax only: it has no hinge
 loss), and the bound: the step's matrix multiplies alone on the same shapes. Each round
@@ -136,6 +137,68 @@ def bound_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner:
     return run
 
 
+def numpy_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner | None:
+    """A carefully written textbook NumPy step, cs231n style (W: (in, out), scores =
+    X W + b), with every array preallocated: take(out=), matmul(out=), in-place ReLU,
+    softmax and SGD. What nncli's step adds on top is measured by nncli/numpy."""
+    if case.loss != "softmax":
+        return None
+    rng = np.random.default_rng(0)
+    sizes = [D, *case.hidden, K]
+    dt = case.dtype
+    Ws = [(rng.standard_normal((i, o)) * np.sqrt(2.0 / i)).astype(dt)
+          for i, o in zip(sizes[:-1], sizes[1:])]
+    bs = [np.zeros(o, dt) for o in sizes[1:]]
+    B = case.batch
+    xb, yb = np.empty((B, D), dt), np.empty(B, y.dtype)
+    zs = [np.empty((B, o), dt) for o in sizes[1:]]
+    das = [np.empty((B, o), dt) for o in sizes[1:-1]]
+    masks = [np.empty((B, o), bool) for o in sizes[1:-1]]
+    dWs = [np.empty_like(W) for W in Ws]
+    dbs = [np.empty_like(b) for b in bs]
+    rows = np.arange(B)
+    batches = cycling_batches(rng.permutation(N), B)
+    n_layers = len(Ws)
+
+    def step(idx: np.ndarray) -> None:
+        X.take(idx, axis=0, out=xb, mode="clip")
+        y.take(idx, out=yb, mode="clip")
+        a = xb
+        for i in range(n_layers):
+            z = np.matmul(a, Ws[i], out=zs[i])
+            z += bs[i]
+            if i < n_layers - 1:
+                np.maximum(z, 0, out=z)
+            a = z
+        scores = a  # softmax cross-entropy, in place
+        scores -= scores.max(axis=1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1, keepdims=True)
+        float(-np.log(scores[rows, yb]).mean())  # the loss, as a training loop reports it
+        scores[rows, yb] -= 1.0
+        scores /= B
+        dz = scores
+        for i in range(n_layers - 1, -1, -1):
+            a_prev = xb if i == 0 else zs[i - 1]
+            np.matmul(a_prev.T, dz, out=dWs[i])
+            np.sum(dz, axis=0, out=dbs[i])
+            if i > 0:
+                da = np.matmul(dz, Ws[i].T, out=das[i - 1])
+                da *= np.greater(a_prev, 0, out=masks[i - 1])
+                dz = da
+        for W, dW, b, db in zip(Ws, dWs, bs, dbs):
+            W -= np.multiply(dW, LR, out=dW)
+            b -= np.multiply(db, LR, out=db)
+
+    def run(steps: int) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step(next(batches))
+        return time.perf_counter() - start
+
+    return run
+
+
 def torch_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner | None:
     try:
         import torch
@@ -214,8 +277,8 @@ def sklearn_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner | None:
     return run
 
 
-IMPLS = {"nncli": nncli_runner, "torch": torch_runner, "sklearn": sklearn_runner,
-         "bound": bound_runner}
+IMPLS = {"nncli": nncli_runner, "numpy": numpy_runner, "torch": torch_runner,
+         "sklearn": sklearn_runner, "bound": bound_runner}
 
 
 @dataclass
@@ -254,9 +317,11 @@ def bench_case(case: Case, rounds: int, warmup: int, data: dict[str, tuple]) -> 
             continue
         for name in names:
             result.rates[name].append(rate[name])
-        for ref in ("torch", "sklearn", "bound"):
+        for ref in ("numpy", "torch", "sklearn", "bound"):
             if ref in rate:
                 result.ratios.setdefault(ref, []).append(rate["nncli"] / rate[ref])
+        if "numpy" in rate:  # how close the textbook step gets, for comparison
+            result.ratios.setdefault("numpy/bound", []).append(rate["numpy"] / rate["bound"])
     return result
 
 
@@ -373,9 +438,11 @@ def main() -> None:
         res = bench_case(case, args.rounds, args.warmup, data)
         results.append(res)
         print(f"{case.label():40s} nncli {fmt_rate(res.rates['nncli']):>24s}  "
+              f"/numpy {fmt_ratio(res.ratios.get('numpy')):>18s}  "
               f"/torch {fmt_ratio(res.ratios.get('torch')):>18s}  "
               f"/sklearn {fmt_ratio(res.ratios.get('sklearn')):>18s}  "
-              f"/bound {fmt_ratio(res.ratios.get('bound')):>18s}", flush=True)
+              f"/bound {fmt_ratio(res.ratios.get('bound')):>18s}  "
+              f"(numpy/bound {fmt_ratio(res.ratios.get('numpy/bound'))})", flush=True)
 
     e2e = None
     if not args.no_e2e:
@@ -393,16 +460,18 @@ def main() -> None:
         f"(min–max) of {args.rounds} rounds after {args.warmup} warm-up rounds; ratios are "
         "nncli over the reference measured in the same round, median (min–max).",
         "",
-        "| case | nncli | torch | sklearn | GEMM bound | nncli/torch | nncli/sklearn | "
-        "nncli/bound |",
-        "|---|---|---|---|---|---|---|---|",
+        "| case | nncli | NumPy textbook | torch | sklearn | GEMM bound | nncli/NumPy | "
+        "nncli/torch | nncli/sklearn | nncli/bound | NumPy/bound |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for res in results:
         lines.append(
             f"| {res.case.label()} | {fmt_rate(res.rates['nncli'])} | "
+            f"{fmt_rate(res.rates.get('numpy', []))} | "
             f"{fmt_rate(res.rates.get('torch', []))} | {fmt_rate(res.rates.get('sklearn', []))} | "
-            f"{fmt_rate(res.rates['bound'])} | {fmt_ratio(res.ratios.get('torch'))} | "
-            f"{fmt_ratio(res.ratios.get('sklearn'))} | {fmt_ratio(res.ratios.get('bound'))} |")
+            f"{fmt_rate(res.rates['bound'])} | {fmt_ratio(res.ratios.get('numpy'))} | "
+            f"{fmt_ratio(res.ratios.get('torch'))} | {fmt_ratio(res.ratios.get('sklearn'))} | "
+            f"{fmt_ratio(res.ratios.get('bound'))} | {fmt_ratio(res.ratios.get('numpy/bound'))} |")
     if e2e:
         epoch_med = statistics.median(e2e["epoch_seconds"])
         ideal = e2e["ideal_epoch_seconds"]
