@@ -170,11 +170,13 @@ def numpy_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner | None:
             if i < n_layers - 1:
                 np.maximum(z, 0, out=z)
             a = z
-        scores = a  # softmax cross-entropy, in place
-        scores -= scores.max(axis=1, keepdims=True)
+        scores = a
+        # Training accuracy and loss, as a training loop reports them (nncli does both).
+        int(np.count_nonzero(scores.argmax(axis=1) == yb))
+        scores -= scores.max(axis=1, keepdims=True)  # softmax cross-entropy, in place
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=1, keepdims=True)
-        float(-np.log(scores[rows, yb]).mean())  # the loss, as a training loop reports it
+        float(-np.log(scores[rows, yb]).mean())
         scores[rows, yb] -= 1.0
         scores /= B
         dz = scores

@@ -29,9 +29,6 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 # their names say the integer width, so a call can never pass the wrong one.
 _SYMBOLS = (("scipy_cblas_", "64_", ctypes.c_int64), ("cblas_", "64_", ctypes.c_int64))
 
-GemmFn = Callable[..., None]
-
-
 def _library_candidates() -> list[str]:
     """Shared libraries that may hold NumPy's BLAS: its bundled ones, then what is loaded."""
     root = os.path.dirname(os.path.dirname(np.__file__))
@@ -47,16 +44,21 @@ def _library_candidates() -> list[str]:
     return list(dict.fromkeys(paths))
 
 
-def _bind(lib: ctypes.CDLL, name: str, real: type, integer: type) -> GemmFn:
-    fn = getattr(lib, name)
-    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer,
-                   real, ctypes.c_void_p, integer, ctypes.c_void_p, integer,
-                   real, ctypes.c_void_p, integer]
-    fn.restype = None
-    return fn
+class _Gemm:
+    """One ``cblas_?gemm`` symbol and the C types of its arguments."""
+
+    def __init__(self, fn: Callable[..., None], real: type, integer: type) -> None:
+        # Called with ctypes objects only (no argtypes): converting 14 Python numbers on
+        # every call would cost about as much as a small product itself.
+        fn.restype = None
+        self.fn, self.real, self.integer = fn, real, integer
 
 
-def _find_gemm() -> tuple[dict[np.dtype, GemmFn], str]:
+def _bind(lib: ctypes.CDLL, name: str, real: type, integer: type) -> _Gemm:
+    return _Gemm(getattr(lib, name), real, integer)
+
+
+def _find_gemm() -> tuple[dict[np.dtype, _Gemm], str]:
     """``({float32: sgemm, float64: dgemm}, "library:symbol")`` or ``({}, reason)``."""
     if os.environ.get("NNCLI_BLAS", "").lower() == "numpy":
         return {}, "numpy (NNCLI_BLAS=numpy)"
@@ -78,7 +80,7 @@ def _find_gemm() -> tuple[dict[np.dtype, GemmFn], str]:
     return {}, "numpy (no usable BLAS GEMM found)"
 
 
-def _self_test(fns: dict[np.dtype, GemmFn]) -> bool:
+def _self_test(fns: dict[np.dtype, _Gemm]) -> bool:
     """Every transpose combination and both dtypes agree with numpy.matmul."""
     rng = np.random.default_rng(0)
     for dtype, tol in ((np.float32, 1e-5), (np.float64, 1e-12)):
@@ -113,28 +115,43 @@ def _operand(a: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
-def _gemm_call(fn: GemmFn, a: np.ndarray, b: np.ndarray, c: np.ndarray,
+def _gemm_call(gemm: _Gemm, a: np.ndarray, b: np.ndarray, c: np.ndarray,
                batch: str) -> Callable[[int, float, float], None]:
     """The BLAS call for :class:`Product` with every pointer and stride fixed now."""
     layout_a, layout_b, layout_c = _operand(a), _operand(b), _operand(c)
     if layout_a is None or layout_b is None or layout_c is None or layout_c[0] != _NO_TRANS:
         raise ValueError("operands must be row- or column-major, the output row-major")
     (ta, lda), (tb, ldb), (_, ldc) = layout_a, layout_b, layout_c
-    pa, pb, pc = a.ctypes.data, b.ctypes.data, c.ctypes.data
+    fn, real, integer = gemm.fn, gemm.real, gemm.integer
+    head = (ctypes.c_int(_ROW_MAJOR), ctypes.c_int(ta), ctypes.c_int(tb))
+    pa, pb, pc = (ctypes.c_void_p(x.ctypes.data) for x in (a, b, c))
+    lda_c, ldb_c, ldc_c = integer(lda), integer(ldb), integer(ldc)
     m_full, n = c.shape
     k_full = a.shape[1]
+    m_full_c, n_c, k_full_c = integer(m_full), integer(n), integer(k_full)
+    scalars: dict[float, object] = {}  # alpha and beta as C numbers, by value
+
+    def scalar(x: float) -> object:
+        value = scalars.get(x)
+        if value is None:
+            if len(scalars) > 64:  # a schedule changing beta every epoch: keep it small
+                scalars.clear()
+            value = scalars[x] = real(x)
+        return value
 
     # m beyond the bound capacity would make BLAS read and write past the arrays.
     if batch == _Layout.rows:
         def call(m: int, alpha: float = 1.0, beta: float = 0.0) -> None:
             if not 0 < m <= m_full:
                 raise ValueError(f"batch of {m} rows for a product bound to {m_full}")
-            fn(_ROW_MAJOR, ta, tb, m, n, k_full, alpha, pa, lda, pb, ldb, beta, pc, ldc)
+            fn(*head, integer(m), n_c, k_full_c, scalar(alpha), pa, lda_c, pb, ldb_c,
+               scalar(beta), pc, ldc_c)
     else:
         def call(m: int, alpha: float = 1.0, beta: float = 0.0) -> None:
             if not 0 < m <= k_full:
                 raise ValueError(f"batch of {m} rows for a product bound to {k_full}")
-            fn(_ROW_MAJOR, ta, tb, m_full, n, m, alpha, pa, lda, pb, ldb, beta, pc, ldc)
+            fn(*head, m_full_c, n_c, integer(m), scalar(alpha), pa, lda_c, pb, ldb_c,
+               scalar(beta), pc, ldc_c)
     call.keep_alive = (a, b, c)  # type: ignore[attr-defined]  # the pointers' owners
     return call
 
@@ -189,11 +206,11 @@ class Product:
             raise ValueError("operands must share one dtype")
         if a.shape[1] != b.shape[0] or (a.shape[0], b.shape[1]) != c.shape:
             raise ValueError(f"shapes {a.shape} @ {b.shape} -> {c.shape} do not match")
-        fn = _GEMM.get(c.dtype)
-        use_blas = fn is not None and all(_operand(x) is not None for x in (a, b, c)) \
+        gemm = _GEMM.get(c.dtype)
+        use_blas = gemm is not None and all(_operand(x) is not None for x in (a, b, c)) \
             and _operand(c)[0] == _NO_TRANS and min(c.shape) > 0
         self.uses_blas = bool(use_blas)
-        self.run = (_gemm_call(fn, a, b, c, batch) if use_blas
+        self.run = (_gemm_call(gemm, a, b, c, batch) if use_blas
                     else _numpy_call(a, b, c, batch))
 
     def __call__(self, m: int, alpha: float = 1.0, beta: float = 0.0) -> None:

@@ -9,7 +9,6 @@ weighted per class as PyTorch does, by passing the averaging weights as ``grad_s
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -70,18 +69,26 @@ def softmax_cross_entropy(scores: np.ndarray, y: np.ndarray, margin: float = 1.0
     return losses, exp
 
 
-@functools.lru_cache(maxsize=16)
+_ROW_STARTS: dict[tuple[int, int], np.ndarray] = {}
+_ONES: dict[tuple[int, np.dtype], np.ndarray] = {}
+
+
 def _row_starts(n: int, k: int) -> np.ndarray:
     """Flat index of each row's first element in a C-ordered (n, k) array (read-only)."""
-    starts = np.arange(0, n * k, k)
-    starts.flags.writeable = False
+    starts = _ROW_STARTS.get((n, k))
+    if starts is None:
+        if len(_ROW_STARTS) > 16:
+            _ROW_STARTS.clear()
+        starts = _ROW_STARTS[(n, k)] = np.arange(0, n * k, k)
+        starts.flags.writeable = False
     return starts
 
 
-@functools.lru_cache(maxsize=16)
 def _ones(k: int, dtype: np.dtype) -> np.ndarray:
-    ones = np.ones(k, dtype)
-    ones.flags.writeable = False
+    ones = _ONES.get((k, dtype))
+    if ones is None:
+        ones = _ONES[(k, dtype)] = np.ones(k, dtype)
+        ones.flags.writeable = False
     return ones
 
 

@@ -8,6 +8,7 @@ A batch is a matrix with one example per row, so a layer computes ``Z = A @ W.T 
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 
 import numpy as np
@@ -130,6 +131,7 @@ class MLP:
         self.activation_name = activation
         self.activation: Activation = get_activation(activation)
         self.n_layers = len(params) // 2
+        self._weight_names = self.weight_names()
         self._cache: list[np.ndarray] = []
 
     @classmethod
@@ -166,9 +168,10 @@ class MLP:
 
     def _products(self, buffers: Buffers) -> list[LayerProducts]:
         """The layers' products on ``buffers``, bound again if any W was replaced."""
-        weights = [self.params[name] for name in self.weight_names()]
-        if len(weights) != len(buffers.bound_to) or any(
-                w is not bound for w, bound in zip(weights, buffers.bound_to)):
+        params = self.params
+        weights = [params[name] for name in self._weight_names]
+        bound_to = buffers.bound_to
+        if len(weights) != len(bound_to) or not all(map(operator.is_, weights, bound_to)):
             buffers.products = [LayerProducts(i, W, buffers)
                                 for i, W in enumerate(weights, start=1)]
             buffers.bound_to = weights
