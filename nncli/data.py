@@ -456,12 +456,15 @@ def align_features(raw: RawData, features: Sequence[str] | None) -> RawData:
 def make_dataset(raw: RawData, classes: Sequence[str], norm: Normalization,
                  dtype: str, role: str, input_shape: tuple[int, ...],
                  features: Sequence[str] | None = None) -> Dataset:
-    """Encode labels and normalize features of a non-training source with training stats."""
+    """Encode labels and normalize features of a non-training source with training stats.
+
+    ``raw`` is consumed: its features may be normalized in place (no second copy of them).
+    """
     raw = align_features(raw, features)
     check_shape(raw, input_shape, role)
     y = encode_labels(raw.labels, classes, raw.source, raw.label_lines)
-    return Dataset(norm.apply(raw.X, dtype, Normalization.rows_of(raw)), y, list(classes),
-                   raw.source)
+    return Dataset(norm.apply(raw.X, dtype, Normalization.rows_of(raw), overwrite=True), y,
+                   list(classes), raw.source)
 
 
 def load_training_data(cfg: Config, splits: Sequence[str] = ("train", "val", "test"),
