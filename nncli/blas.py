@@ -29,6 +29,7 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 # their names say the integer width, so a call can never pass the wrong one.
 _SYMBOLS = (("scipy_cblas_", "64_", ctypes.c_int64), ("cblas_", "64_", ctypes.c_int64))
 
+
 def _library_candidates() -> list[str]:
     """Shared libraries that may hold NumPy's BLAS: its bundled ones, then what is loaded."""
     root = os.path.dirname(os.path.dirname(np.__file__))
