@@ -103,3 +103,15 @@ def test_nncli_blas_numpy_switches_the_backend_off() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.split("\n")
     assert out[0].startswith("numpy") and out[1] == "False"
+
+
+def test_the_openblas_bundled_with_numpy_is_found_when_present() -> None:
+    """A NumPy wheel that ships OpenBLAS must give the fused path, not a silent fallback."""
+    import glob
+
+    bundled = glob.glob(os.path.join(os.path.dirname(os.path.dirname(np.__file__)),
+                                     "numpy.libs", "*scipy_openblas64*"))
+    if not bundled or os.environ.get("NNCLI_BLAS") == "numpy":
+        pytest.skip("this NumPy does not bundle scipy-openblas64")
+    assert blas._GEMM, blas.BACKEND
+    assert "openblas" in blas.BACKEND
