@@ -3,6 +3,7 @@ or NumPy, against the same expression written with numpy.matmul."""
 
 from __future__ import annotations
 
+import glob
 import os
 import subprocess
 import sys
@@ -107,8 +108,6 @@ def test_nncli_blas_numpy_switches_the_backend_off() -> None:
 
 def test_the_openblas_bundled_with_numpy_is_found_when_present() -> None:
     """A NumPy wheel that ships OpenBLAS must give the fused path, not a silent fallback."""
-    import glob
-
     bundled = glob.glob(os.path.join(os.path.dirname(os.path.dirname(np.__file__)),
                                      "numpy.libs", "*scipy_openblas64*"))
     if not bundled or os.environ.get("NNCLI_BLAS") == "numpy":
