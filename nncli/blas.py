@@ -116,13 +116,24 @@ def _operand(a: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
+def _blas_layouts(a: np.ndarray, b: np.ndarray, c: np.ndarray,
+                  ) -> tuple[tuple[int, int], tuple[int, int], int] | None:
+    """((transpose, ld) of A, of B, ld of C), or None where BLAS cannot take the operands:
+    A or B neither row- nor column-major, C not row-major, or C empty."""
+    layout_a, layout_b, layout_c = _operand(a), _operand(b), _operand(c)
+    if (layout_a is None or layout_b is None or layout_c is None
+            or layout_c[0] != _NO_TRANS or min(c.shape) == 0):
+        return None
+    return layout_a, layout_b, layout_c[1]
+
+
 def _gemm_call(gemm: _Gemm, a: np.ndarray, b: np.ndarray, c: np.ndarray,
                batch: str) -> Callable[[int, float, float], None]:
     """The BLAS call for :class:`Product` with every pointer and stride fixed now."""
-    layout_a, layout_b, layout_c = _operand(a), _operand(b), _operand(c)
-    if layout_a is None or layout_b is None or layout_c is None or layout_c[0] != _NO_TRANS:
+    layouts = _blas_layouts(a, b, c)
+    if layouts is None:
         raise ValueError("operands must be row- or column-major, the output row-major")
-    (ta, lda), (tb, ldb), (_, ldc) = layout_a, layout_b, layout_c
+    (ta, lda), (tb, ldb), ldc = layouts
     fn, real, integer = gemm.fn, gemm.real, gemm.integer
     head = (ctypes.c_int(_ROW_MAJOR), ctypes.c_int(ta), ctypes.c_int(tb))
     pa, pb, pc = (ctypes.c_void_p(x.ctypes.data) for x in (a, b, c))
@@ -208,10 +219,8 @@ class Product:
         if a.shape[1] != b.shape[0] or (a.shape[0], b.shape[1]) != c.shape:
             raise ValueError(f"shapes {a.shape} @ {b.shape} -> {c.shape} do not match")
         gemm = _GEMM.get(c.dtype)
-        use_blas = gemm is not None and all(_operand(x) is not None for x in (a, b, c)) \
-            and _operand(c)[0] == _NO_TRANS and min(c.shape) > 0
-        self.uses_blas = bool(use_blas)
-        self.run = (_gemm_call(gemm, a, b, c, batch) if use_blas
+        self.uses_blas = gemm is not None and _blas_layouts(a, b, c) is not None
+        self.run = (_gemm_call(gemm, a, b, c, batch) if gemm is not None and self.uses_blas
                     else _numpy_call(a, b, c, batch))
 
     def __call__(self, m: int, alpha: float = 1.0, beta: float = 0.0) -> None:
