@@ -370,12 +370,19 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path: Path, table: Path) -
     assert (tmp_path / "run" / "checkpoints" / "last.npz").read_bytes() == before
 
 
-def test_resume_from_an_earlier_checkpoint_drops_the_later_rows(tmp_path: Path,
-                                                              table: Path) -> None:
+def straight_and_two_epochs(tmp_path: Path, table: Path) -> tuple[Path, Path]:
+    """The config, its full run in tmp_path/straight, and a 2-epoch run (returned) to
+    resume and compare against it."""
     cfg = config(tmp_path, table)
     train_ok(cfg, "--out", tmp_path / "straight")
     run = tmp_path / "run"
     train_ok(cfg, "--out", run, "--set", "train.epochs=2")
+    return cfg, run
+
+
+def test_resume_from_an_earlier_checkpoint_drops_the_later_rows(tmp_path: Path,
+                                                              table: Path) -> None:
+    cfg, run = straight_and_two_epochs(tmp_path, table)
     shutil.copy(run / "checkpoints" / "last.npz", run / "checkpoints" / "epoch2.npz")
     train_ok(cfg, "--resume", run)  # to epoch 4
     assert len(jsonl_rows(run)) == 4
@@ -387,10 +394,7 @@ def test_resume_from_an_earlier_checkpoint_drops_the_later_rows(tmp_path: Path,
 
 def test_resume_drops_rows_past_the_checkpoint_and_garbage_lines(tmp_path: Path,
                                                                  table: Path) -> None:
-    cfg = config(tmp_path, table)
-    train_ok(cfg, "--out", tmp_path / "straight")
-    run = tmp_path / "run"
-    train_ok(cfg, "--out", run, "--set", "train.epochs=2")
+    cfg, run = straight_and_two_epochs(tmp_path, table)
     fake = {**jsonl_rows(run)[-1], "epoch": 3, "loss": 123.0}
     with open(run / "metrics.jsonl", "a", encoding="utf-8") as handle:
         handle.write(json.dumps(fake) + "\n" + '{"epoch": "x"}\n[1, 2]\n{"torn": ')
