@@ -138,63 +138,130 @@ json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print one JSON object to stdout instead of a table.")
 
 
+# The thread-count variables of the BLAS libraries NumPy may be built with (OpenBLAS,
+# OpenMP-based builds, MKL, Apple Accelerate); each is read once, when NumPy loads it.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                         "VECLIB_MAXIMUM_THREADS")
+
+
+def set_blas_threads(n: int) -> None:
+    """Make NumPy's BLAS use ``n`` threads. BLAS reads these variables when NumPy is
+    imported, which no nncli command does before its options are parsed (in a process
+    that has already imported NumPy, use threadpoolctl instead)."""
+    for name in BLAS_THREAD_VARIABLES:
+        os.environ[name] = str(n)
+
+
 @click.group(cls=NncliGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="nncli")
-def main() -> None:
+@click.option("--threads", type=click.IntRange(min=1), envvar="NNCLI_THREADS", default=None,
+              metavar="N", help="BLAS threads for the math (env NNCLI_THREADS); default: "
+                                "as BLAS decides (all cores). Use 1 per run when several run "
+                                "at once.")
+def main(threads: int | None) -> None:
     """Train linear and MLP classifiers on image folders and tables from a YAML config.
 
     Forward and backward propagation are written by hand in NumPy; `nncli gradcheck`
     proves the gradients. Results go to stdout, progress and messages to stderr.
     """
+    if threads is not None:
+        set_blas_threads(threads)
 
 
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @set_option
-@click.option("--samples", type=click.IntRange(min=1), default=None,
-              help="Check N random entries per parameter instead of all of them.")
+@click.option("--samples", metavar="N|all", default=None,
+              help="Check N random entries of each parameter that has more (default 4096, "
+                   "with a note on stderr for each parameter sampled), or 'all' entries.")
 @click.option("--tol", type=click.FloatRange(min=0.0), default=1e-6, show_default=True,
               help="Largest acceptable relative error.")
 @json_option
-def gradcheck(config: str, overrides: tuple[str, ...], samples: int | None, tol: float,
+def gradcheck(config: str, overrides: tuple[str, ...], samples: str | None, tol: float,
               as_json: bool) -> None:
     """Compare backprop gradients with centered finite differences, in float64.
 
-    Builds CONFIG's model on a small sample of its training data and checks every
-    parameter entry (or --samples N per parameter). Exits 1 if any relative error
+    Builds CONFIG's model on a small sample of its training data and checks up to 4096
+    random entries of each parameter (--samples N, or --samples all for every entry).
+    An entry that disagrees at step h=1e-5 is retried with smaller steps (truncation error
+    shrinks with h, a wrong gradient does not); the table shows the step h of each
+    parameter's worst entry. Progress goes to stderr. Exits 1 if any relative error
     exceeds --tol.
 
     Example: nncli gradcheck configs/digits-mlp.yaml --samples 50
     """
     from nncli.config import load_config
-    from nncli.gradcheck import gradcheck_config
+    from nncli.gradcheck import DEFAULT_H, DEFAULT_SAMPLES, gradcheck_config
 
+    n_samples: int | None = DEFAULT_SAMPLES
+    if samples is not None and samples.strip().lower() == "all":
+        n_samples = None
+    elif samples is not None:
+        try:
+            n_samples = int(samples)
+        except ValueError:
+            n_samples = 0
+        if n_samples < 1:
+            raise click.BadParameter(f"{samples!r} is not a positive integer or 'all'",
+                                     ctx=click.get_current_context(), param_hint="'--samples'")
     cfg = load_config(config, overrides)
-    report = gradcheck_config(cfg, samples=samples, tol=tol)
+    tty = sys.stderr.isatty()
+    bars: list[Any] = []  # the open tqdm bar, if any
+
+    def progress(name: str, done: int, planned: int, entries: int) -> None:
+        """A note when a parameter is sampled by default; a tqdm bar on a terminal."""
+        if done == 0:
+            if samples is None and planned < entries:
+                click.echo(f"{name}: {planned:,} of {entries:,} entries (random sample; "
+                           f"--samples all for every entry)", err=True)
+            if tty:
+                from tqdm import tqdm
+
+                bars.append(tqdm(total=planned, desc=f"gradcheck {name}", unit="entry",
+                                 leave=False, file=sys.stderr, mininterval=0.2, delay=0.5))
+        elif bars:
+            bars[-1].update(1)
+            if done == planned:
+                bars.pop().close()
+
+    try:
+        report = gradcheck_config(cfg, samples=n_samples, tol=tol, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
     if as_json:
         _echo_json(report.to_dict())
     else:
         rows = []
         for name, p in report.params.items():
             status = "ok" if p.max_rel_error <= tol else "FAIL"
-            rows.append([name, str(p.checked), f"{p.max_rel_error:.2e}", status])
-        click.echo(_table(rows, ["param", "checked", "max_rel_error", "status"]))
+            error = "0" if p.max_rel_error == 0 else f"{p.max_rel_error:.2e}"
+            step = f"{p.worst_h:.2g}" if p.worst_h is not None else "-"
+            rows.append([name, f"{p.checked:,}", f"{p.entries:,}", error, step, status])
+        click.echo(_table(rows, ["param", "checked", "entries", "max_rel_error", "h", "status"]))
         skipped = sum(p.skipped_at_kink for p in report.params.values())
         if skipped:
             click.echo(f"({skipped} entries skipped: every step h straddled a ReLU/hinge kink)",
                        err=True)
+        retried = [f"{name} {p.retried:,}" for name, p in report.params.items() if p.retried]
+        if retried:
+            click.echo(f"(entries retried with smaller steps after disagreeing or straddling "
+                       f"a kink at h={DEFAULT_H:g}: {', '.join(retried)})", err=True)
     if not report.ok:
         details = []
         for name in report.failing:
             p = report.params[name]
             a, n = p.worst_pair or (float("nan"), float("nan"))
             details.append(f"{name} max relative error {p.max_rel_error:.3g} at index "
-                           f"{p.worst_index} (analytic {a:.6g}, numeric {n:.6g})")
+                           f"{p.worst_index} (analytic {a:.6g}, numeric {n:.6g} at "
+                           f"h={p.worst_h or DEFAULT_H:.2g})")
         click.echo(f"gradcheck FAILED (tol {tol:g}): " + "; ".join(details), err=True)
         sys.exit(1)
     if not as_json:
-        click.echo(f"gradcheck passed: {len(report.params)} parameters within tol {tol:g}",
-                   err=True)
+        checked = sum(p.checked for p in report.params.values())
+        entries = sum(p.entries for p in report.params.values())
+        click.echo(f"gradcheck passed: {len(report.params)} parameters within tol {tol:g} "
+                   f"({checked:,} of {entries:,} entries checked)", err=True)
 
 
 @main.command()
@@ -248,41 +315,45 @@ def info(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
 
 
 class _CliProgress:
-    """tqdm bar per epoch on a terminal, one plain line per epoch otherwise, or nothing."""
+    """On a terminal, one tqdm bar over the whole run (its position and ETA are the run's,
+    not the epoch's) with a line per epoch above it; otherwise a plain line per epoch; or
+    nothing with --quiet."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
         self.bar: Any = None
+        self.epochs = 0
         self.seen = 0
         self.loss_sum = 0.0
 
     def on_train_start(self, run_dir: Any, n_train: int, start_epoch: int, epochs: int) -> None:
-        if not self.quiet:
-            what = f"resuming at epoch {start_epoch + 1}" if start_epoch else "training"
-            click.echo(f"{what}: {n_train} examples, {epochs} epochs -> {run_dir}", err=True)
+        if self.quiet:
+            return
+        what = f"resuming at epoch {start_epoch + 1}" if start_epoch else "training"
+        click.echo(f"{what}: {n_train} examples, {epochs} epochs -> {run_dir}", err=True)
+        if self.tty:
+            from tqdm import tqdm
+
+            self.epochs = epochs
+            self.bar = tqdm(total=(epochs - start_epoch) * n_train, unit="ex", unit_scale=True,
+                            leave=False, file=sys.stderr, mininterval=0.2,
+                            desc=f"epoch {start_epoch + 1}/{epochs}")
 
     def on_epoch_start(self, epoch: int, epochs: int, n_samples: int) -> None:
         self.seen, self.loss_sum = 0, 0.0
-        if self.quiet or not self.tty:
-            return
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=n_samples, desc=f"epoch {epoch}/{epochs}", unit="ex",
-                        unit_scale=True, leave=False, file=sys.stderr, mininterval=0.2)
+        if self.bar is not None:
+            self.bar.set_description(f"epoch {epoch}/{epochs}", refresh=False)
 
     def on_batch(self, n_samples: int, loss: float) -> None:
         self.seen += n_samples
         self.loss_sum += loss * n_samples
         if self.bar is not None:
             self.bar.update(n_samples)
-            if self.bar.n == self.bar.total or self.seen % 4096 < n_samples:
+            if self.seen % 4096 < n_samples:
                 self.bar.set_postfix(loss=f"{self.loss_sum / self.seen:.4f}", refresh=False)
 
     def on_epoch_end(self, row: dict[str, Any]) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
         if self.quiet:
             return
         parts = [f"epoch {row['epoch']}", f"loss {row['loss']:.4f}",
@@ -290,7 +361,18 @@ class _CliProgress:
         if row.get("val_loss") is not None:
             parts += [f"val_loss {row['val_loss']:.4f}", f"val_acc {row['val_acc']:.4f}"]
         parts.append(f"{row['seconds']:.2f}s")
-        click.echo("  ".join(parts), err=True)
+        if self.bar is not None:
+            self.bar.write("  ".join(parts), file=sys.stderr)
+            if row["epoch"] == self.epochs:
+                self.close()
+        else:
+            click.echo("  ".join(parts), err=True)
+
+    def close(self) -> None:
+        """Remove the bar (at the end, or when the run stops early or fails)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 @main.command()
@@ -322,7 +404,11 @@ def train(config: str, out: str | None, overrides: tuple[str, ...], resume: str 
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    result = run_training(cfg, out=out, resume=resume, progress=_CliProgress(quiet))
+    progress = _CliProgress(quiet)
+    try:
+        result = run_training(cfg, out=out, resume=resume, progress=progress)
+    finally:
+        progress.close()
     summary = result.summary
     if as_json:
         _echo_json(summary)
@@ -352,9 +438,11 @@ def train(config: str, out: str | None, overrides: tuple[str, ...], resume: str 
 @click.option("--batch-size", type=click.IntRange(min=1), default=4096, show_default=True,
               help="Examples per forward pass.")
 def eval_command(checkpoint: str, data: str, as_json: bool, batch_size: int) -> None:
-    """Score CHECKPOINT on labelled DATA: loss, accuracy, per-class P/R/F1, confusion.
+    """Score CHECKPOINT on labelled DATA: loss, accuracy, per-class P/R/F1 with their
+    macro and weighted averages, confusion.
 
-    DATA is any source data.train accepts (image folder, .csv/.tsv, .npz).
+    DATA is any source data.train accepts (image folder, .csv/.tsv, .npz) of the kind the
+    checkpoint was trained on; table columns are matched to the training columns by name.
 
     Example: nncli eval runs/digits-mlp/checkpoints/best.npz datasets/digits/test
     """
@@ -368,6 +456,10 @@ def eval_command(checkpoint: str, data: str, as_json: bool, batch_size: int) -> 
                f"  (data {report['data_loss']:.4f} + reg {report['reg_loss']:.4f})")
     rows = [[name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}",
              str(m["support"])] for name, m in report["per_class"].items()]
+    for name, key in (("macro avg", "macro_avg"), ("weighted avg", "weighted_avg")):
+        m = report[key]
+        rows.append([name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}",
+                     str(m["support"])])
     click.echo(_table(rows, ["class", "precision", "recall", "f1", "support"]))
     click.echo("confusion (rows true, columns predicted):")
     classes = report["classes"]
@@ -388,54 +480,66 @@ def predict(checkpoint: str, inputs: tuple[str, ...], fmt: str, top_k: int,
             keep_going: bool) -> None:
     """Predict labels for image paths or table rows, one output line per input.
 
-    INPUT are image paths (image models) or rows of feature values (table models; a
-    .csv/.tsv file stands for its rows). With no INPUT or '-', inputs are read from
-    stdin, one per line, and output is written as it is computed.
+    INPUT are image paths or folders of images (image models), or rows of feature values
+    (table models; a .csv/.tsv file stands for its rows, its columns matched by name). With
+    no INPUT or '-', inputs are read from stdin, one per line (table rows may start with a
+    header line), and each answer is written as soon as it is computed.
 
     Example: ls images/*.png | nncli predict runs/digits-mlp/checkpoints/best.npz
     """
-    from nncli.inference import Predictor, expand_table_files, format_prediction
-    from nncli.streaming import batched_lines
+    from nncli.inference import Failure, Predictor, format_prediction
+    from nncli.streaming import reads_stdin
 
     predictor = Predictor(checkpoint)
-    if not inputs or inputs == ("-",):
-        source = batched_lines(sys.stdin)
-    else:
-        items = list(expand_table_files(predictor, inputs))
-        source = (items[i:i + 256] for i in range(0, len(items), 256))
-    row = 1
+    if reads_stdin(inputs) and sys.stdin is not None and sys.stdin.isatty():
+        click.echo(f"reading {predictor.input_description} from the terminal, one per line; "
+                   f"Ctrl-D ends the input", err=True)
     failures = 0
-    first = True
-    for batch in source:
-        batch = [b.rstrip("\r\n") for b in batch]
-        if first and batch and predictor.is_header(batch[0]):
-            batch = batch[1:]
-        first = False
-        batch = [b for b in batch if b.strip()]
-        if not batch:
-            continue
-        try:
-            lines = [format_prediction(p, fmt, top_k) for p in predictor.predict(batch, row, top_k)]
-        except NncliError:
-            # Find the bad input(s) one by one, answering the good ones before it.
-            lines = []
-            for i, item in enumerate(batch):
-                try:
-                    lines += [format_prediction(p, fmt, top_k)
-                              for p in predictor.predict([item], row + i, top_k)]
-                except NncliError as exc:
-                    if not keep_going:
-                        if lines:
-                            click.echo("\n".join(lines))
-                        raise
-                    failures += 1
-                    click.echo(f"Error: {exc}", err=True)
-        row += len(batch)
+    for results in predictor.run(inputs, sys.stdin, top_k):
+        lines: list[str] = []
+        for result in results:
+            if isinstance(result, Failure):
+                if lines:  # the answers before the bad input come first
+                    click.echo("\n".join(lines))
+                    lines = []
+                if not keep_going:
+                    raise result.error
+                failures += 1
+                click.echo(f"Error: {_one_line(str(result.error))}", err=True)
+            else:
+                lines.append(format_prediction(result, fmt, top_k))
         if lines:
             click.echo("\n".join(lines))
-            sys.stdout.flush()
+        sys.stdout.flush()
     if failures:
         sys.exit(2)
+
+
+@main.command()
+@click.argument("data", type=click.Path())
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Write the config to FILE instead of stdout.")
+@click.option("--label-column", default=None, metavar="NAME",
+              help="The label column of a table (default: guessed from the header).")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+def init(data: str, output: str | None, label_column: str | None, force: bool) -> None:
+    """Write a commented starter config for DATA (image folder or table) that trains as is.
+
+    Example: nncli init datasets/digits/train -o digits.yaml && nncli train digits.yaml
+    """
+    import shlex
+
+    from nncli.starter import check_output, starter_config, write_config_file
+
+    to_file = output is not None and output != "-"
+    if to_file:
+        check_output(output, force)  # before reading the data, which may take a while
+    text = starter_config(data, label_column)
+    if not to_file:
+        click.echo(text, nl=False)
+        return
+    write_config_file(output, text, force=force)
+    click.echo(f"wrote {output}; train it with: nncli train {shlex.quote(output)}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,7 @@ import difflib
 import math
 import reprlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -264,10 +264,10 @@ SCHEMA: dict[str, Any] = {
         "lambda": Field(0.0, lambda v, k: _as_float(v, k, minimum=0.0)),
     },
     "train": {
-        "epochs": Field(10, lambda v, k: _as_int(v, k, minimum=1)),
+        "epochs": Field(100, lambda v, k: _as_int(v, k, minimum=1)),
         "batch_size": Field(64, _check_batch_size),
-        "lr": Field(0.01, lambda v, k: _as_float(v, k, minimum=0.0, strict=True)),
-        "optimizer": Field("sgd", _choice(OPTIMIZER_NAMES)),
+        "lr": Field(0.001, lambda v, k: _as_float(v, k, minimum=0.0, strict=True)),
+        "optimizer": Field("adam", _choice(OPTIMIZER_NAMES)),
         "momentum": Field(0.9, lambda v, k: _as_float(v, k, minimum=0.0, maximum=1.0,
                                                       strict_max=True)),
         "lr_schedule": Field("constant", _check_schedule),
@@ -355,6 +355,9 @@ class DataConfig:
     image: ImageConfig
     label_column: str
     normalize: str
+    # The folder of the config file, for the hint when a relative data path is missing
+    # from the current directory but present there. Not part of the config's content.
+    config_dir: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -442,9 +445,11 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
 
-def config_from_dict(raw: Any, default_name: str = "run") -> Config:
+def config_from_dict(raw: Any, default_name: str = "run", config_dir: str | None = None
+                     ) -> Config:
     """Validate a parsed YAML document and return the resolved :class:`Config`.
 
+    ``config_dir`` is the folder of the file it came from (only for error hints).
     Raises :class:`NncliError` naming the offending key on any problem.
     """
     r = _resolve(raw, SCHEMA, "")
@@ -455,7 +460,7 @@ def config_from_dict(raw: Any, default_name: str = "run") -> Config:
         data=DataConfig(
             train=d["train"], val=d["val"], val_split=d["val_split"], test=d["test"],
             image=ImageConfig(size=d["image"]["size"], mode=d["image"]["mode"]),
-            label_column=d["label_column"], normalize=d["normalize"],
+            label_column=d["label_column"], normalize=d["normalize"], config_dir=config_dir,
         ),
         model=ModelConfig(hidden=m["hidden"], activation=m["activation"], init=m["init"]),
         loss=LossConfig(type=lo["type"], margin=lo["margin"], class_weight=lo["class_weight"]),
@@ -558,6 +563,6 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
                          f"got {type(raw).__name__}")
     raw = apply_overrides(raw, overrides)
     try:
-        return config_from_dict(raw, default_name=path.stem)
+        return config_from_dict(raw, default_name=path.stem, config_dir=str(path.parent))
     except NncliError as exc:
         raise NncliError(f"{path}: {exc}") from None

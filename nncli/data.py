@@ -9,6 +9,8 @@ label-encoded :class:`Dataset` splits in the compute dtype.
 
 from __future__ import annotations
 
+import difflib
+import logging
 import math
 import warnings
 import zipfile
@@ -22,6 +24,9 @@ from nncli.config import Config, DataConfig
 from nncli.errors import NncliError
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+ROW_INDEX_NAMES = ("", "Unnamed: 0")
+
+log = logging.getLogger("nncli")
 
 
 @dataclass
@@ -175,9 +180,18 @@ def encode_labels(labels: np.ndarray, classes: Sequence[str], source: str,
 def _column_index(header: list[str], label_column: str, path: Path) -> int:
     hits = [i for i, name in enumerate(header) if name == label_column]
     if not hits:
+        if len(header) == 1 and ";" in header[0] and path.suffix.lower() == ".csv":
+            raise NncliError(f"{path}: the header looks ';'-separated ({header[0][:60]!r}); "
+                             f".csv tables are read as comma-separated — convert it, e.g. "
+                             f"with pandas: read_csv(path, sep=';').to_csv(new, index=False)")
+        lowered = {name.lower(): name for name in header}
+        close = ([lowered[label_column.lower()]] if label_column.lower() in lowered else
+                 difflib.get_close_matches(label_column, header, n=1, cutoff=0.6))
+        hint = (f" — did you mean data.label_column: {close[0]}?" if close
+                else " — set data.label_column")
         raise NncliError(f"{path}: no label column '{label_column}' in the header "
                          f"(columns: {', '.join(header[:12])}{', ...' if len(header) > 12 else ''})"
-                         f" — set data.label_column")
+                         f"{hint}")
     if len(hits) > 1:
         raise NncliError(f"{path}: the label column '{label_column}' appears {len(hits)} times "
                          f"in the header")
@@ -255,9 +269,25 @@ def read_table(path: Path, data_cfg: DataConfig) -> RawData:
         raise _diagnose_table(path, delimiter, len(header), label_index) from None
     labels = np.array([canonical_label(v) for v in labels.tolist()], dtype=str)
     features = [header[i] for i in feature_idx]
+    _warn_row_index(path, features, X)
     return RawData(X=X, labels=labels, input_shape=(len(features),), source=str(path),
                    kind="table", features=features,
                    label_lines=_row_line_numbers(path, delimiter, len(labels)))
+
+
+def _warn_row_index(path: Path, features: list[str], X: np.ndarray) -> None:
+    """Warn about feature columns that look like a saved row index (pandas' ``to_csv``
+    writes one by default, named ``""`` or read back as ``Unnamed: 0``): in a table sorted
+    by label it gives the label away. X: (N, D) in ``features`` order."""
+    counting = np.arange(X.shape[0], dtype=np.float64)
+    for j, name in enumerate(features):
+        column = X[:, j]
+        if (name in ROW_INDEX_NAMES or np.array_equal(column, counting)
+                or np.array_equal(column, counting + 1)) and X.shape[0] > 2:
+            log.warning("%s: column %s looks like a saved row index (0..N-1 or 1..N, as "
+                        "pandas' to_csv writes by default); as a feature it can leak the "
+                        "label — drop it (to_csv(..., index=False))", path,
+                        f"'{name}'" if name else "'' (no name)")
 
 
 def _row_line_numbers(path: Path, delimiter: str, n_rows: int) -> np.ndarray:
@@ -367,7 +397,13 @@ def read_source(path: str | Path, data_cfg: DataConfig) -> RawData:
     """Read any supported source; errors name the path."""
     path = Path(path)
     if not path.exists():
-        raise NncliError(f"{path}: no such file or folder")
+        hint = ""
+        beside = Path(data_cfg.config_dir or ".") / path
+        if not path.is_absolute() and data_cfg.config_dir and beside.exists():
+            hint = (f" (relative paths are taken from the current directory; it exists next "
+                    f"to the config file, as {beside}: run nncli from there or give that "
+                    f"path)")
+        raise NncliError(f"{path}: no such file or folder{hint}")
     raw = SOURCES[source_kind(path)](path, data_cfg)
     if raw.X.shape[0] == 0:
         raise NncliError(f"{path}: contains no examples")
@@ -439,15 +475,48 @@ def check_shape(raw: RawData, input_shape: tuple[int, ...], role: str) -> None:
                          f"{int(np.prod(input_shape))} (shape {input_shape})")
 
 
-def align_features(raw: RawData, features: Sequence[str] | None) -> RawData:
-    """Reorder a table's feature columns to the training order ``features`` when its header
-    names the same columns in another order (a table read by name, as pandas users expect);
-    otherwise columns are taken by position. Returns ``raw`` or a reordered copy."""
-    if not features or not raw.features or list(raw.features) == list(features):
+def align_features(raw: RawData, features: Sequence[str] | None,
+                   role: str | None = None) -> RawData:
+    """Match a table's feature columns to the training columns ``features`` by name, in any
+    order (as pandas users expect), never by position. Returns ``raw`` or a copy with
+    ``X: (N, D)`` reordered to the training order.
+
+    A header that lacks a training column, or names one the model was not trained on, is an
+    error naming them and the expected ones (``role``, e.g. "eval", says what the examples
+    are for). A name that occurs several times matches its occurrences in order. Sources
+    without column names (``.npz``, image folders), and models trained on such sources
+    (``features`` None), are left to the shape check.
+    """
+    if not features or raw.features is None or list(raw.features) == list(features):
         return raw
-    if sorted(raw.features) != sorted(features) or len(set(features)) != len(features):
-        return raw
-    order = [raw.features.index(name) for name in features]
+    given = list(raw.features)
+    at: dict[str, list[int]] = {}
+    for i, name in enumerate(given):
+        at.setdefault(name, []).append(i)
+    order: list[int] = []
+    missing: list[str] = []
+    for name in features:
+        slots = at.get(name)
+        if slots:
+            order.append(slots.pop(0))
+        else:
+            missing.append(name)
+    unknown = [given[i] for i in sorted(set(range(len(given))) - set(order))]
+    if missing or unknown:
+
+        def listed(names: Sequence[str], limit: int = 20) -> str:
+            more = f", ... ({len(names)} in all)" if len(names) > limit else ""
+            return ", ".join(names[:limit]) + more
+
+        problems = []
+        if missing:
+            problems.append(f"lacks the feature column(s) {listed(missing)}")
+        if unknown:
+            problems.append(f"names column(s) the model was not trained on: {listed(unknown)}")
+        counts = (f"{role} examples have {len(given)} features, the training data has "
+                  f"{len(features)}; " if role and len(given) != len(features) else "")
+        raise NncliError(f"{raw.source}: {counts}the header {' and '.join(problems)} "
+                         f"(the training feature columns: {listed(list(features))})")
     return RawData(X=raw.X[:, order], labels=raw.labels, input_shape=raw.input_shape,
                    source=raw.source, kind=raw.kind, features=list(features),
                    label_lines=raw.label_lines)

@@ -221,7 +221,8 @@ def _decode_chunk(paths: Sequence[str], start: int, size: tuple[int, int] | None
         if pixels.shape != ref_shape:
             failure = _Failure(start + offset,
                                f"{ref_path} is {ref_shape[1]}x{ref_shape[0]} but {path} is "
-                               f"{pixels.shape[1]}x{pixels.shape[0]} — set data.image.size")
+                               f"{pixels.shape[1]}x{pixels.shape[0]} — set data.image.size: "
+                               f"[width, height] to resize all images to one size")
             return rows[:offset], failure
         rows[offset] = pixels.reshape(-1)
     return rows, None
@@ -262,7 +263,7 @@ def _decode_into(X: np.ndarray, paths: Sequence[str], size: tuple[int, int] | No
         executor = ProcessPoolExecutor(workers, initializer=_ignore_sigint)
     else:
         executor = ThreadPoolExecutor(workers, thread_name_prefix="nncli-decode")
-    failures: list[_Failure] = []
+    first: _Failure | None = None  # the earliest bad file (by index) seen so far
     try:
         futures = {executor.submit(_decode_chunk, paths[lo:lo + chunk], lo, size, mode,
                                    reference): lo for lo in bounds}
@@ -274,18 +275,22 @@ def _decode_into(X: np.ndarray, paths: Sequence[str], size: tuple[int, int] | No
                 lo = futures[future]
                 X[lo:lo + len(rows)] = rows
                 done_count += len(rows)
-                if failure is not None:
-                    failures.append(failure)
-            if failures:
-                # Chunks are submitted in order, so every chunk before a failing one has
-                # started and will finish: the first bad file overall is still found.
-                for future in pending:
+                if failure is not None and (first is None or failure.index < first.index):
+                    first = failure
+            if first is not None:
+                # Only a chunk starting before the earliest failure can hold an earlier one:
+                # keep waiting for those (whatever order the pool runs chunks in) and drop
+                # the rest from `pending` (cancelled if not started, else left unread), so
+                # no cancelled future is ever waited on or asked for its result.
+                later = {f for f in pending if futures[f] > first.index}
+                for future in later:
                     future.cancel()
+                pending -= later
             elif progress is not None:
                 progress(done_count, n)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
-    return min(failures, key=lambda f: f.index) if failures else None
+    return first
 
 
 def decode_images(paths: Sequence[str], size: Sequence[int] | None, mode: str, *,

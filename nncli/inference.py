@@ -1,18 +1,23 @@
 """Using a trained checkpoint: scoring a labelled dataset (``eval``) and predicting (``predict``).
 
-Both apply the checkpoint's stored normalization and compute in its dtype.
+Both apply the checkpoint's stored normalization, compute in its dtype, match table columns
+to the training columns by name, and refuse data of another kind than the checkpoint was
+trained on with one error saying what it expects (:func:`expectation`): a table model given
+images, an image model given table rows. What ``predict`` reads is in
+:mod:`nncli.streaming`; this module runs the model on it and formats the answers.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
-import warnings
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -20,15 +25,71 @@ from nncli.checkpoint import Checkpoint, load_checkpoint
 from nncli.data import (
     TABLE_SUFFIXES,
     Normalization,
+    RawData,
     align_features,
     check_shape,
     encode_labels,
-    is_number,
     read_source,
 )
 from nncli.errors import NncliError
 from nncli.losses import softmax
-from nncli.metrics import confusion_matrix, evaluate, per_class_report
+from nncli.metrics import average_report, confusion_matrix, evaluate, per_class_report
+from nncli.streaming import Failure, Rows, TableReader, image_batches, numbers_in
+
+# ---------------------------------------------------------------- what a checkpoint expects
+
+
+def data_kind(ckpt: Checkpoint) -> str:
+    """The kind of data the checkpoint was trained on: ``images``, ``table`` or ``array``."""
+    kind = ckpt.extra.get("data_kind")
+    if kind in ("images", "table", "array"):
+        return str(kind)
+    return "table" if ckpt.extra.get("features") else "array"
+
+
+def _listed(names: Sequence[str], limit: int) -> str:
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
+def expectation(ckpt: Checkpoint, checkpoint: str | Path) -> str:
+    """What ``checkpoint`` was trained on, as the start of a wrong-kind error, e.g.
+    ``model.npz was trained on table rows with 30 features (radius_mean, ...)``."""
+    kind, shape = data_kind(ckpt), tuple(ckpt.input_shape)
+    dim = int(np.prod(shape))
+    if kind == "images" and len(shape) == 3:
+        height, width, _ = shape
+        image = ckpt.config.data.image
+        size = f"resized to {width}x{height}" if image.size else f"{width}x{height} pixels"
+        return f"{checkpoint} was trained on images ({size}, mode {image.mode})"
+    if kind == "table":
+        features = ckpt.extra.get("features") or []
+        return (f"{checkpoint} was trained on table rows with {dim} features "
+                f"({_listed(features, 6)})")
+    return f"{checkpoint} was trained on arrays of shape {shape} ({dim} values per example)"
+
+
+def _check_data_kind(ckpt: Checkpoint, checkpoint: str | Path, data: Path,
+                     raw: RawData | None = None) -> None:
+    """Refuse a source of another kind than the checkpoint's: by its path before reading it
+    (so an image folder is not decoded for a table model), by what it holds after."""
+    kind, dim = data_kind(ckpt), int(np.prod(ckpt.input_shape))
+    what = None
+    if raw is None:
+        if kind == "images" and data.suffix.lower() in TABLE_SUFFIXES:
+            what = f"{data} is a table"
+        elif kind != "images" and data.is_dir() and not (data / "X.npy").exists():
+            what = f"{data} is a folder, which eval reads as an image folder"
+    elif kind == "images" and raw.kind == "table":
+        what = f"{data} is a table"
+    elif kind == "images" and raw.kind != "images" and raw.X.shape[1] != dim:
+        what = f"{data} holds examples of shape {tuple(raw.input_shape)}"
+    elif kind != "images" and raw.kind == "images":
+        what = f"{data} is an image folder"
+    if what:
+        raise NncliError(f"{expectation(ckpt, checkpoint)}; {what}")
+
+
+# ---------------------------------------------------------------- eval
 
 
 def checkpoint_class_weights(ckpt: Checkpoint) -> np.ndarray | None:
@@ -42,11 +103,16 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
     """Score ``checkpoint`` on the labelled source ``data`` (any kind ``data.train`` accepts).
 
     Returns SPEC's ``eval --json`` object: n, loss, data_loss, reg_loss, accuracy, classes,
-    per_class {precision, recall, f1, support}, confusion (rows true, columns predicted).
+    per_class {precision, recall, f1, support}, macro_avg and weighted_avg {precision,
+    recall, f1, support}, confusion (rows true, columns predicted). Table columns are
+    matched to the training columns by name.
     """
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt.config
-    raw = align_features(read_source(data, cfg.data), ckpt.extra.get("features"))
+    _check_data_kind(ckpt, checkpoint, Path(data))
+    raw = read_source(data, cfg.data)
+    _check_data_kind(ckpt, checkpoint, Path(data), raw)
+    raw = align_features(raw, ckpt.extra.get("features"), "eval")
     check_shape(raw, ckpt.input_shape, "eval")
     y = encode_labels(raw.labels, ckpt.classes, raw.source, raw.label_lines)
     X = ckpt.normalization.apply(raw.X, ckpt.model.dtype, Normalization.rows_of(raw))
@@ -61,10 +127,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
         "accuracy": result.accuracy,
         "classes": list(ckpt.classes),
         "per_class": per_class_report(confusion, ckpt.classes),
+        **average_report(confusion),
         "confusion": confusion.tolist(),
         "checkpoint": str(checkpoint),
         "data": str(data),
     }
+
+
+# ---------------------------------------------------------------- predict
 
 
 @dataclass
@@ -73,154 +143,154 @@ class Prediction:
     top: list[tuple[str, float]]  # (label, probability), most probable first
 
 
+Result = Prediction | Failure
+
+
 class Predictor:
     """Turns raw inputs (image paths or table rows) into class probabilities."""
 
     def __init__(self, checkpoint: str | Path) -> None:
         self.ckpt = load_checkpoint(checkpoint)
         self.path = Path(checkpoint)
-        self.kind = self.ckpt.extra.get("data_kind", "table")
+        self.kind = data_kind(self.ckpt)
         self.features: list[str] | None = self.ckpt.extra.get("features")
         self.dim = int(np.prod(self.ckpt.input_shape))
-        self.drop_column: int | None = None  # label column position when rows carry one
-        # Positions of the training features in rows shaped like a header seen on stdin
-        # (which may name the columns in another order), and that header's width.
-        self.column_order: list[int] | None = None
-        self.header_width: int | None = None
+        self.expects = expectation(self.ckpt, checkpoint)
+        self.table = TableReader(self.features, self.ckpt.config.data.label_column, self.dim,
+                                 self.expects)
 
     @property
     def classes(self) -> list[str]:
         return self.ckpt.classes
 
-    def probabilities(self, X_raw: np.ndarray, first_row: int = 1) -> np.ndarray:
-        """Softmax of the scores for raw (un-normalized) rows. X_raw: (N, D) -> (N, K)."""
-        X = self.ckpt.normalization.apply(X_raw, self.ckpt.model.dtype,
-                                          lambda i: f"input row {first_row + i}")
+    @property
+    def input_description(self) -> str:
+        """What an input line is, for the notice shown when stdin is a terminal."""
+        if self.kind == "images":
+            return "image paths (or folders)"
+        names = f" ({_listed(self.features, 6)})" if self.features else ""
+        return f"table rows of {self.dim} comma-separated feature values{names}"
+
+    def run(self, inputs: Sequence[str], stdin: IO[str] | None = None,
+            top_k: int = 1) -> Iterator[list[Result]]:
+        """Results for ``inputs`` (``-`` or none: the lines of ``stdin``), batch by batch,
+        in input order, each batch as soon as its inputs have arrived (rules in
+        :mod:`nncli.streaming`). A bad input is a :class:`Failure` in its place; a bad
+        header on stdin raises."""
+        if self.kind == "images":
+            for paths in image_batches(inputs, stdin):
+                yield self._predict_images(paths, top_k)
+            return
+        for rows in self.table.batches(inputs, stdin):
+            yield [rows] if isinstance(rows, Failure) else self._predict_rows(rows, top_k)
+
+    def predict(self, items: Sequence[str], first_row: int = 1, top_k: int = 1
+                ) -> list[Prediction]:
+        """Predictions for image paths, or table rows in training column order (numbered
+        from ``first_row``), in order; raises the first bad input's error."""
+        if self.kind == "images":
+            results = self._predict_images(list(items), top_k)
+        else:
+            results = self._predict_rows(
+                self.table.rows(list(items), itertools.count(first_row)), top_k)
+        for result in results:
+            if isinstance(result, Failure):
+                raise result.error
+        return [r for r in results if isinstance(r, Prediction)]
+
+    def probabilities(self, X_raw: np.ndarray, places: Sequence[str]) -> np.ndarray:
+        """Softmax of the scores for raw (un-normalized) rows. X_raw: (N, D) -> (N, K);
+        ``places[i]`` names row i in errors."""
+        X = self.ckpt.normalization.apply(X_raw, self.ckpt.model.dtype, lambda i: places[i])
         return softmax(self.ckpt.model.forward(X, keep_cache=False))
 
-    def featurize(self, items: list[str], first_row: int) -> tuple[np.ndarray, list[str]]:
-        """Raw feature rows (N, D) for inputs, and the ``input`` column to print for each."""
-        if self.kind == "images":
-            from nncli.images import load_image
-
-            image_cfg = self.ckpt.config.data.image
-            rows = np.empty((len(items), self.dim), dtype=np.float64)
-            for i, item in enumerate(items):
-                pixels = load_image(Path(item), image_cfg.size, image_cfg.mode)
-                if pixels.size != self.dim:
-                    raise NncliError(f"{item}: image is {pixels.shape[1]}x{pixels.shape[0]} "
-                                     f"but the model expects shape {self.ckpt.input_shape}")
-                rows[i] = pixels.reshape(-1)
-            return rows, list(items)
-        names = [str(first_row + i) for i in range(len(items))]
-        fast = self._parse_rows_fast(items)
-        if fast is not None:
-            return fast, names
-        rows = np.empty((len(items), self.dim), dtype=np.float64)
-        for i, item in enumerate(items):  # slow path: finds and names the bad row
-            rows[i] = self.parse_row(item, first_row + i)
-        return rows, names
-
-    def _parse_rows_fast(self, items: list[str]) -> np.ndarray | None:
-        """All rows at once with NumPy's C parser (~20x faster than row by row), or None
-        if anything is unusual; then :meth:`parse_row` handles and reports each row."""
-        delimiter = _delimiter(items[0])
+    def _predict_matrix(self, X_raw: np.ndarray, names: list[str], places: list[str],
+                        top_k: int) -> list[Result]:
+        """Predictions for rows X_raw: (N, D); a row the normalization refuses (out of the
+        dtype's range) becomes a Failure on its own."""
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                rows = np.loadtxt(items, delimiter=delimiter, dtype=np.float64, ndmin=2,
-                                  comments=None, quotechar='"')
-        except ValueError:
-            return None
-        if self.drop_column is not None and rows.shape[1] == self.dim + 1:
-            rows = np.delete(rows, self.drop_column, axis=1)
-        if rows.shape != (len(items), self.dim) or not np.isfinite(rows).all():
-            return None
-        return rows
-
-    def parse_row(self, line: str, number: int) -> np.ndarray:
-        """One table row of feature values (comma or tab separated) -> (D,)."""
-        delimiter = _delimiter(line)
-        cells = next(csv.reader(io.StringIO(line), delimiter=delimiter), [])
-        if self.column_order is not None and len(cells) == self.header_width:
-            cells = [cells[i] for i in self.column_order]
-        elif self.drop_column is not None and len(cells) == self.dim + 1:
-            del cells[self.drop_column]
-        if len(cells) != self.dim:
-            raise NncliError(f"input row {number}: expected {self.dim} feature values, "
-                             f"got {len(cells)}")
-        try:
-            values = np.array([float(c) for c in cells])
-        except ValueError:
-            bad = next(c for c in cells if not is_number(c))
-            raise NncliError(f"input row {number}: not a number: {bad.strip()[:40]!r}") from None
-        if not np.isfinite(values).all():
-            raise NncliError(f"input row {number}: non-finite value")
-        return values
-
-    def is_header(self, line: str) -> bool:
-        """True when ``line`` is the training table's header (with or without the label
-        column; when with, later rows may carry the label and it is ignored)."""
-        if not self.features:
-            return False
-        delimiter = _delimiter(line)
-        cells = [c.strip() for c in next(csv.reader(io.StringIO(line), delimiter=delimiter), [])]
-        label = self.ckpt.config.data.label_column
-        # Numeric column names ("0,1,2,label") still make a header when the label column is
-        # there: a data row of this model never holds the label column's name.
-        exact = label in cells and [c for c in cells if c != label] == list(self.features)
-        if not exact and (not set(self.features).issubset(cells)
-                          or any(is_number(c) for c in cells)):
-            return False
-        if label in cells and len(cells) == self.dim + 1:
-            self.drop_column = cells.index(label)
-        if len(set(self.features)) == self.dim and [c for c in cells if c != label] != list(
-                self.features):
-            self.column_order = [cells.index(name) for name in self.features]
-            self.header_width = len(cells)
-        return True
-
-    def predict(self, items: list[str], first_row: int = 1, top_k: int = 1) -> list[Prediction]:
-        """Predictions for a batch of inputs, in order."""
-        X_raw, names = self.featurize(items, first_row)
-        probs = self.probabilities(X_raw, first_row)
+            probs = self.probabilities(X_raw, places)
+        except NncliError as exc:
+            if len(names) == 1:
+                return [Failure(names[0], exc)]
+            return [r for i in range(len(names)) for r in self._predict_matrix(
+                X_raw[i:i + 1], names[i:i + 1], places[i:i + 1], top_k)]
         k = min(top_k, probs.shape[1])
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         return [Prediction(name, [(self.classes[j], float(probs[i, j])) for j in order[i]])
                 for i, name in enumerate(names)]
 
+    def _merge(self, n: int, failures: dict[int, Failure], good: list[int], X_raw: np.ndarray,
+               names: list[str], places: list[str], top_k: int) -> list[Result]:
+        """The n results in input order: ``failures`` at their indices, predictions for the
+        rows X_raw: (len(good), D) at indices ``good``."""
+        results: list[Result | None] = [None] * n
+        for i, failure in failures.items():
+            results[i] = failure
+        if good:
+            for i, result in zip(good, self._predict_matrix(X_raw, names, places, top_k)):
+                results[i] = result
+        return [r for r in results if r is not None]
 
-def _delimiter(line: str) -> str:
-    """Rows typed or piped to predict: tab-separated if the line has a tab, else CSV."""
-    return "\t" if "\t" in line else ","
+    def _predict_rows(self, rows: Rows, top_k: int) -> list[Result]:
+        X_raw, good, failures = self.table.parse(rows)
+        return self._merge(len(rows.lines), failures, good, X_raw,
+                           [str(rows.numbers[i]) for i in good],
+                           [rows.places[i] for i in good], top_k)
+
+    def _predict_images(self, items: list[str | Failure], top_k: int) -> list[Result]:
+        failures: dict[int, Failure] = {}
+        good: list[int] = []
+        X_raw = np.empty((len(items), self.dim), dtype=np.float64)
+        for i, item in enumerate(items):
+            if isinstance(item, Failure):
+                failures[i] = item
+                continue
+            try:
+                X_raw[len(good)] = self._image_row(item)
+            except NncliError as exc:
+                failures[i] = Failure(item, exc)
+                continue
+            good.append(i)
+        names = [str(items[i]) for i in good]
+        return self._merge(len(items), failures, good, X_raw[:len(good)], names, names, top_k)
+
+    def _image_row(self, item: str) -> np.ndarray:
+        """The pixels (D,) of the image at path ``item``, decoded as in training."""
+        from nncli.images import load_image
+
+        suffix = os.path.splitext(item)[1].lower()
+        what = None
+        if suffix in TABLE_SUFFIXES:
+            what = f"{item} is a table"
+        elif suffix == ".npz":
+            what = f"{item} is an .npz file (score a labelled one with nncli eval)"
+        elif not os.path.exists(item) and (n := numbers_in(item)):
+            what = f"'{item[:60]}' is a table row of {n} values"
+        if what:
+            raise NncliError(f"{self.expects}; {what}")
+        image = self.ckpt.config.data.image
+        pixels = load_image(Path(item), image.size, image.mode)
+        if pixels.shape != tuple(self.ckpt.input_shape):
+            raise NncliError(f"{item}: image is {pixels.shape[1]}x{pixels.shape[0]}; "
+                             f"{self.expects}")
+        return pixels.reshape(-1)
 
 
-def expand_table_files(predictor: Predictor, inputs: Iterable[str]) -> Iterator[str]:
-    """For table models, an argument naming a .csv/.tsv file stands for its rows (header and
-    a label column, if present, are dropped)."""
-    for item in inputs:
-        path = Path(item)
-        if predictor.kind != "images" and path.suffix.lower() in TABLE_SUFFIXES:
-            if not path.is_file():
-                raise NncliError(f"{item}: no such table file")
-            delimiter = TABLE_SUFFIXES[path.suffix.lower()]
-            with path.open(newline="", encoding="utf-8-sig") as handle:
-                reader = csv.reader(handle, delimiter=delimiter)
-                header = [h.strip() for h in next(reader, [])]
-                label_col = predictor.ckpt.config.data.label_column
-                drop = header.index(label_col) if label_col in header else None
-                features = predictor.features or []
-                order = ([header.index(name) for name in features]
-                         if features and len(set(features)) == len(features) == predictor.dim
-                         and set(features) <= set(header) else None)
-                for row in reader:
-                    if order is not None and len(row) == len(header):
-                        row = [row[i] for i in order]
-                    elif drop is not None and len(row) == len(header):
-                        row = row[:drop] + row[drop + 1:]
-                    yield delimiter.join(row)
-        else:
-            yield item
+# ---------------------------------------------------------------- output
+
+
+# Undecodable bytes of a file name (held as surrogate escapes U+DC80..U+DCFF) as \xNN.
+_BYTE_ESCAPES = {0xDC00 + b: f"\\x{b:02x}" for b in range(0x80, 0x100)}
+_TSV_ESCAPES = {**_BYTE_ESCAPES, ord("\\"): "\\\\", ord("\t"): "\\t", ord("\n"): "\\n",
+                ord("\r"): "\\r"}
+
+
+def escape_cell(text: str, tsv: bool) -> str:
+    """A cell that keeps its output line one line. TSV (as PostgreSQL's COPY text format):
+    backslash, tab, newline and carriage return become ``\\\\``, ``\\t``, ``\\n``, ``\\r``.
+    TSV and CSV: bytes of a file name that are not valid UTF-8 become ``\\xNN``."""
+    return text.translate(_TSV_ESCAPES if tsv else _BYTE_ESCAPES)
 
 
 def format_prediction(pred: Prediction, fmt: str, top_k: int) -> str:
@@ -229,11 +299,12 @@ def format_prediction(pred: Prediction, fmt: str, top_k: int) -> str:
         label, p = pred.top[0]
         return json.dumps({"input": pred.input, "label": label, "probability": p,
                            "top": [{"label": lab, "probability": q} for lab, q in pred.top]})
-    cells = [pred.input]
+    tsv = fmt == "tsv"
+    cells = [escape_cell(pred.input, tsv)]
     for label, p in pred.top[:max(1, top_k)]:
-        cells += [label, f"{p:.6g}"]
+        cells += [escape_cell(label, tsv), f"{p:.6g}"]
     if fmt == "tsv":
-        return "\t".join(c.replace("\t", " ").replace("\n", " ") for c in cells)
+        return "\t".join(cells)
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="").writerow(cells)
     return buffer.getvalue()

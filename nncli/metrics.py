@@ -1,4 +1,5 @@
-"""Scoring a model on a dataset: loss, accuracy, confusion matrix, per-class P/R/F1."""
+"""Scoring a model on a dataset: loss, accuracy, confusion matrix, per-class P/R/F1 and
+their macro and weighted averages."""
 
 from __future__ import annotations
 
@@ -62,11 +63,12 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
-def per_class_report(confusion: np.ndarray, classes: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Precision, recall, F1 and support per class from a (K, K) confusion matrix.
-
-    A ratio with a zero denominator is reported as 0.0, as scikit-learn does by default.
-    """
+def _precision_recall_f1(confusion: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class precision, recall, F1 (K,) and support (K,) from a (K, K) confusion matrix
+    (rows true, columns predicted): ``P = tp / predicted``, ``R = tp / support``,
+    ``F1 = 2PR / (P + R)``; a ratio with a zero denominator is 0.0 (scikit-learn's
+    ``zero_division=0``)."""
     tp = np.diag(confusion).astype(np.float64)
     predicted = confusion.sum(axis=0).astype(np.float64)
     support = confusion.sum(axis=1)
@@ -75,8 +77,40 @@ def per_class_report(confusion: np.ndarray, classes: Sequence[str]) -> dict[str,
         recall = np.where(support > 0, tp / support, 0.0)
         denom = precision + recall
         f1 = np.where(denom > 0, 2 * precision * recall / denom, 0.0)
+    return precision, recall, f1, support
+
+
+def per_class_report(confusion: np.ndarray, classes: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Precision, recall, F1 and support per class from a (K, K) confusion matrix.
+
+    A ratio with a zero denominator is reported as 0.0, as scikit-learn does by default.
+    """
+    precision, recall, f1, support = _precision_recall_f1(confusion)
     return {
         name: {"precision": float(precision[k]), "recall": float(recall[k]),
                "f1": float(f1[k]), "support": int(support[k])}
         for k, name in enumerate(classes)
     }
+
+
+def average_report(confusion: np.ndarray) -> dict[str, dict[str, Any]]:
+    """``macro_avg`` and ``weighted_avg`` of the per-class precision, recall and F1 (plus the
+    total ``support``), as scikit-learn's ``classification_report`` gives them, from a
+    (K, K) confusion matrix.
+
+    macro: the plain mean over the classes that occur in the data or in the predictions
+    (scikit-learn's default ``labels=unique_labels(y_true, y_pred)``; a class absent from
+    both is left out); weighted: ``Σ_k n_k m_k / Σ_k n_k`` with ``n_k`` the support. F1 is
+    averaged as it is (not recomputed from the averaged P and R). Zero denominators give 0.0.
+    """
+    precision, recall, f1, support = _precision_recall_f1(confusion)
+    present = (support > 0) | (confusion.sum(axis=0) > 0)
+    report: dict[str, dict[str, Any]] = {}
+    for name, weights in (("macro_avg", present.astype(np.float64)),
+                          ("weighted_avg", support.astype(np.float64))):
+        norm = float(weights.sum())
+        report[name] = {metric: float(weights @ values) / norm if norm > 0 else 0.0
+                        for metric, values in (("precision", precision), ("recall", recall),
+                                               ("f1", f1))}
+        report[name]["support"] = int(support.sum())
+    return report

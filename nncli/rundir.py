@@ -48,6 +48,11 @@ def fresh_run_dir(base: Path) -> Path:
         n += 1
 
 
+def holds_run(path: Path) -> bool:
+    """True when ``path`` already holds a run: a ``config.yaml`` or a ``checkpoints/``."""
+    return (path / "config.yaml").exists() or (path / "checkpoints").exists()
+
+
 def run_dir_of_checkpoint(checkpoint: Path) -> Path:
     """``<run>/checkpoints/x.npz`` -> ``<run>``; a run folder is returned as is."""
     if checkpoint.is_dir():
@@ -125,6 +130,16 @@ class RunDir:
     def write_summary(self, summary: dict[str, Any]) -> None:
         text = _json(summary, indent=2) + "\n"
         atomic_write_bytes(self.path / "summary.json", lambda h: h.write(text.encode("utf-8")))
+
+    def finished_epochs(self) -> int | None:
+        """The ``epochs`` of ``summary.json`` — written when a run ends — or None when there
+        is no readable summary (the run has not ended, or ended by a crash)."""
+        try:
+            summary = json.loads((self.path / "summary.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        epochs = summary.get("epochs") if isinstance(summary, dict) else None
+        return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
 
     def start_metrics(self, keep_through_epoch: int = 0,
                       rows: list[dict[str, Any]] | None = None) -> None:

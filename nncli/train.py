@@ -6,6 +6,7 @@ progress goes to an optional :class:`Progress` callback.
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -22,7 +23,9 @@ from nncli.errors import DivergedError, NncliError
 from nncli.metrics import evaluate
 from nncli.model import MLP, model_from_config
 from nncli.optim import Optimizer, learning_rate
-from nncli.rundir import RunDir, fresh_run_dir, run_dir_of_checkpoint
+from nncli.rundir import RunDir, fresh_run_dir, holds_run, run_dir_of_checkpoint
+
+log = logging.getLogger("nncli")
 
 
 class Progress:
@@ -78,6 +81,71 @@ def _compatible(ckpt: Checkpoint, cfg: Config, data: TrainingData, path: Path) -
         problems.append(f"train.dtype {ckpt.model.dtype} vs {cfg.train.dtype}")
     if problems:
         raise NncliError(f"{path}: cannot resume with this config: " + "; ".join(problems))
+
+
+def _new_run_dir(cfg: Config, out: str | Path | None) -> Path:
+    """The run directory of a new run: ``out``, which must not hold a run already, or the
+    first free ``runs/<name>``, ``runs/<name>-2``, ..."""
+    if out is None:
+        return fresh_run_dir(Path("runs") / cfg.name)
+    path = Path(out)
+    if holds_run(path):
+        has_checkpoint = any((path / "checkpoints").glob("*.npz"))
+        how = (f"to continue it use --resume {path} without --out" if has_checkpoint else
+               "it has no checkpoint yet: delete it to start over")
+        raise NncliError(f"{path}: already holds a run (config.yaml or checkpoints/); "
+                         f"{how}, or choose another --out")
+    return path
+
+
+def _stopped_early(ckpt: Checkpoint, cfg: Config) -> bool:
+    """The checkpoint's early-stopping state has already run out of patience."""
+    es = cfg.train.early_stopping
+    return es is not None and int(ckpt.extra.get("wait", 0)) >= es["patience"]
+
+
+def _resumable_run_dir(ckpt: Checkpoint, cfg: Config, path: Path,
+                       out: str | Path | None) -> Path:
+    """The run directory ``--resume path`` continues: the checkpoint's own. Refuses
+    ``--out``, and a run that has nothing left to do. A checkpoint at its last epoch whose
+    run has no summary of that epoch yet (a crash or Ctrl-C came after the checkpoint) is
+    accepted: resuming then only finishes the run."""
+    run_path = run_dir_of_checkpoint(path)
+    if out is not None:
+        raise NncliError(f"--resume continues the run that {path} belongs to ({run_path}); "
+                         f"drop --out (to start a new run elsewhere, leave out --resume)")
+    finished = (RunDir(run_path).finished_epochs() or 0) >= ckpt.epoch
+    if ckpt.epoch > cfg.train.epochs or (ckpt.epoch == cfg.train.epochs and finished):
+        raise NncliError(f"{path}: the run has already reached train.epochs "
+                         f"({ckpt.epoch} of {cfg.train.epochs}); to train longer, resume "
+                         f"with --set train.epochs=N (N > {ckpt.epoch})")
+    if _stopped_early(ckpt, cfg) and finished:
+        es = cfg.train.early_stopping or {}
+        wait = int(ckpt.extra.get("wait", 0))
+        raise NncliError(f"{path}: the run stopped early at epoch {ckpt.epoch} "
+                         f"({wait} epochs without improvement, train.early_stopping.patience "
+                         f"{es.get('patience')}); to train on, resume with "
+                         f"--set train.early_stopping.patience=N (N > {wait})")
+    return run_path
+
+
+FALLING_WINDOW = 0.1  # the last tenth of a run's epochs ...
+FALLING_DROP = 0.05  # ... lowered its training loss by more than this fraction: not converged
+
+
+def still_falling(losses: list[float], epochs: int) -> tuple[float, float, int] | None:
+    """(loss before, loss now, window) when the training loss ``losses`` (one per epoch)
+    was still clearly falling at the end of a run of ``epochs`` epochs: over its last
+    tenth (at least 2 epochs) it fell by more than 5% (and 1e-3) to its lowest value at
+    the last epoch. Else None."""
+    window = max(2, round(FALLING_WINDOW * epochs))
+    if len(losses) <= window or not all(math.isfinite(v) for v in losses[-window - 1:]):
+        return None
+    before, now = losses[-window - 1], losses[-1]
+    drop = before - now
+    if now <= min(losses[-window - 1:]) and drop > FALLING_DROP * before and drop > 1e-3:
+        return before, now, window
+    return None
 
 
 def peak_rss_mb() -> float | None:
@@ -154,21 +222,22 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     """
     progress = progress or Progress()
     wall_start = time.perf_counter()
+    # Everything that can refuse the run is checked before anything is written.
+    ckpt: Checkpoint | None = None
+    if resume is not None:
+        resume = Path(resume)
+        ckpt = load_checkpoint(resume)
+        run = RunDir(_resumable_run_dir(ckpt, cfg, resume, out))
+    else:
+        run = RunDir(_new_run_dir(cfg, out))
     data = data or load_training_data(cfg)
     es = cfg.train.early_stopping
     metric = es["metric"] if es else ("val_loss" if data.val is not None else "loss")
     if metric.startswith("val_") and data.val is None:
         raise NncliError("config key 'train.early_stopping.metric': "
                          f"'{metric}' needs validation data (set data.val or data.val_split)")
-
-    ckpt: Checkpoint | None = None
-    if resume is not None:
-        resume = Path(resume)
-        ckpt = load_checkpoint(resume)
+    if ckpt is not None:
         _compatible(ckpt, cfg, data, resume)
-        run = RunDir(Path(out) if out else run_dir_of_checkpoint(resume))
-    else:
-        run = RunDir(Path(out) if out else fresh_run_dir(Path("runs") / cfg.name))
     run.create()
 
     weights = class_weight_vector(cfg.loss.class_weight, data.classes, data.train.y)
@@ -229,12 +298,15 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     train_seconds = 0.0
     samples_seen = 0
     epoch = start_epoch
+    # A resumed run that had stopped early only needs its summary written.
+    last_epoch = start_epoch if ckpt is not None and _stopped_early(ckpt, cfg) else (
+        cfg.train.epochs)
     progress.on_train_start(run.path, n, start_epoch, cfg.train.epochs)
     # Overflow is detected (and reported once) through the loss check below.
     errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
     errstate.__enter__()
     try:
-        for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
+        for epoch in range(start_epoch + 1, last_epoch + 1):
             epoch_start = time.perf_counter()
             lr = learning_rate(cfg.train.lr, cfg.train.lr_schedule, epoch, cfg.train.epochs)
             progress.on_epoch_start(epoch, cfg.train.epochs, n)
@@ -323,6 +395,15 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
         "run_dir": str(run.path),
         "peak_rss_mb": peak_rss_mb(),
     }
+    falling = (None if summary["stopped_early"] or completed < cfg.train.epochs else
+               still_falling([r["loss"] for r in rows], cfg.train.epochs))
+    summary["converged"] = falling is None
+    if falling is not None:
+        before, now, window = falling
+        log.warning("the training loss was still falling at the last epoch (%.4g -> %.4g over "
+                    "the last %d epochs): the model may not have converged; raise "
+                    "train.epochs (now %d) or train.lr (now %g)", before, now, window,
+                    cfg.train.epochs, cfg.train.lr)
     if data.test is not None and run.best.exists():
         summary["test"] = holdout_metrics(load_checkpoint(run.best).model, data.test, cfg, weights)
     run.write_summary(summary)

@@ -229,7 +229,7 @@ def test_info_json_for_an_mlp_config(table_config):
     assert info["input_dim"] == 4
     assert info["classes"] == ["cat", "dog", "frog"]
     assert info["config"]["model"]["hidden"] == [6]
-    assert info["config"]["train"]["lr"] == 0.01  # the resolved config, defaults filled in
+    assert info["config"]["train"]["lr"] == 0.001  # the resolved config, defaults filled in
 
 
 def test_info_text_for_a_linear_config(table_config):

@@ -42,10 +42,10 @@ SPEC_DEFAULTS = {
     "loss": {"type": "softmax", "margin": 1.0, "class_weight": None},
     "reg": {"lambda": 0.0},
     "train": {
-        "epochs": 10,
+        "epochs": 100,
         "batch_size": 64,
-        "lr": 0.01,
-        "optimizer": "sgd",
+        "lr": 0.001,
+        "optimizer": "adam",
         "momentum": 0.9,
         "lr_schedule": "constant",
         "early_stopping": None,
@@ -81,7 +81,8 @@ def test_every_default_is_filled_in_as_the_spec_lists():
 def test_defaults_as_typed_attributes():
     cfg = config_from_dict(MINIMAL)
     assert (cfg.seed, cfg.reg_lambda, cfg.model.hidden, cfg.data.image.size) == (0, 0.0, (), None)
-    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr) == (10, 64, 0.01)
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr) == (100, 64, 0.001)
+    assert cfg.train.optimizer == "adam"
     assert (cfg.loss.type, cfg.loss.margin, cfg.train.momentum) == ("softmax", 1.0, 0.9)
     assert isinstance(cfg.train.lr, float) and isinstance(cfg.train.epochs, int)
 

@@ -4,15 +4,18 @@ same as never stopping; plus early stopping's bookkeeping.
 
 The SIGKILL test (``test_sigkill_at_random_moments_leaves_a_resumable_run``) runs ten
 independent experiments rather than one chain of kill/resume cycles, so that every kill
-is followed by a resume that must *finish*, and every kill moment is drawn from the same
-window: the wall time of one uninterrupted run of the same config, measured first (that
-run is also the reference). Kill ``i`` lands ``uniform(0, T)`` seconds after the process
-starts (seeded RNG), which covers start-up (nothing written yet), the first epoch and the
-steady state, where most of an epoch's few milliseconds go into writing ``best.npz``,
-``last.npz`` and the metrics rows: a random moment is likely to be inside a write. After
-each kill the files left behind must be consistent and loadable, the resume must exit 0,
-and the resumed run must end with exactly the reference's metrics (``seconds`` aside) and
-bit-identical checkpoints (weights and optimizer state).
+is followed by a resume that must *finish*. Four kills land ``uniform(0, T)`` seconds
+after the process starts, ``T`` the wall time of one uninterrupted run of the same config
+measured first (that run is also the reference): they cover start-up (nothing written
+yet), the first epoch and the end. Six land in the steady state whatever the machine's
+speed: once the run's log shows a seeded-random epoch ``k`` (up to 80% of the run), after
+``uniform(0, 3)`` epoch durations. Most of an epoch's few milliseconds go into writing
+``best.npz``, ``last.npz`` and the metrics rows, so a random moment is likely to be
+inside a write. (Timing alone made the test flaky: on a loaded machine start-up took a
+larger share of the run and too few kills landed in training.) After each kill the files
+left behind must be consistent and loadable, the resume must exit 0, and the resumed run
+must end with exactly the reference's metrics (``seconds`` aside) and bit-identical
+checkpoints (weights and optimizer state).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from helpers_data import blobs, table_text
 import nncli.checkpoint as checkpoint_module
 import nncli.rundir as rundir_module
 from nncli.cli import main
+from nncli.rundir import RunDir
 
 HEADER = ["epoch", "step", "lr", "loss", "data_loss", "reg_loss", "train_acc", "val_loss",
           "val_acc", "seconds"]
@@ -217,16 +221,20 @@ def proc_setup(workdir: Path) -> dict[str, Any]:
         "data": {"train": str(data), "val_split": 0.25},
         "model": {"hidden": [8]},
         "reg": {"lambda": 0.001},
+        # cosine: the schedule's position must survive a kill too, and the loss levels
+        # off at the end, so no run warns that it has not converged (stderr stays empty)
         "train": {"epochs": 100, "batch_size": 8, "lr": 0.01, "optimizer": "momentum",
-                  "dtype": "float64", "checkpoint_every": 1},
+                  "lr_schedule": "cosine", "dtype": "float64", "checkpoint_every": 1},
     }
     cfg = write_yaml(root / "cfg.yaml", doc)
     timings = []
-    for args in (("--out", root / "probe"), ("--resume", root / "probe")):  # 100 epochs, 0
+    for epochs in (100, 1):  # the difference is the time of 99 epochs
         began = time.perf_counter()
-        assert run_process("train", cfg, *args, "--quiet").returncode == 0
+        proc = run_process("train", cfg, "--out", root / f"probe-{epochs}", "--quiet",
+                           "--set", f"train.epochs={epochs}")
+        assert proc.returncode == 0, proc.stderr
         timings.append(time.perf_counter() - began)
-    per_epoch = max(timings[0] - timings[1], 0.05) / 100
+    per_epoch = max(timings[0] - timings[1], 0.05) / 99
     epochs = int(np.clip(TRAIN_SECONDS / per_epoch, 100, 3000))
     doc["train"]["epochs"] = epochs
     write_yaml(cfg, doc)
@@ -243,22 +251,30 @@ def test_sigkill_at_random_moments_leaves_a_resumable_run(proc_setup: dict[str, 
     root, cfg, reference = proc_setup["root"], proc_setup["cfg"], proc_setup["reference"]
     epochs = proc_setup["epochs"]
     rng = np.random.default_rng(20240611)
-    delays = rng.uniform(0.0, proc_setup["seconds"], size=10)
+    # (epoch to wait for in the log, or 0 for none; then seconds to wait)
+    epoch_seconds = proc_setup["seconds"] / (epochs + 30)  # start-up ~ 30 epochs
+    moments = [(0, float(t)) for t in rng.uniform(0.0, proc_setup["seconds"], size=4)]
+    moments += [(int(k), float(t)) for k, t in zip(
+        rng.integers(1, int(0.8 * epochs), size=6), rng.uniform(0, 3 * epoch_seconds, size=6))]
+    delays = [t for _, t in moments]
     interrupted_training = 0
 
-    def finish(i: int, run: Path, resume: subprocess.Popen[str]) -> None:
-        out, err = resume.communicate(timeout=120)
-        assert resume.returncode == 0, (i, delays[i], err)
-        assert err == ""
+    def finish(i: int, run: Path, resume: subprocess.Popen[str] | None) -> None:
+        if resume is not None:
+            out, err = resume.communicate(timeout=120)
+            assert resume.returncode == 0, (i, delays[i], err)
+            assert err == ""
         assert run_files(run) == RUN_FILES  # the temp files of the killed writes are gone
         assert [r["epoch"] for r in jsonl_rows(run)] == list(range(1, epochs + 1))
         assert_same_run(run, reference)
         shutil.rmtree(run)
 
-    pending: tuple[int, Path, subprocess.Popen[str]] | None = None
-    for i, delay in enumerate(delays):
+    pending: tuple[int, Path, subprocess.Popen[str] | None] | None = None
+    for i, (wait_for_epoch, delay) in enumerate(moments):
         run = root / f"killed-{i}"
         proc = start("train", cfg, "--out", run, "--quiet")
+        if wait_for_epoch:
+            wait_for_rows(run / "metrics.csv", wait_for_epoch, proc)
         time.sleep(delay)
         proc.kill()  # SIGKILL: no handler runs, nothing is cleaned up
         proc.communicate(timeout=60)
@@ -268,15 +284,33 @@ def test_sigkill_at_random_moments_leaves_a_resumable_run(proc_setup: dict[str, 
         interrupted_training += epoch is not None and 0 < epoch < epochs
         if pending:  # the previous resume ran alongside this kill; check it now
             finish(*pending)
+        resume: subprocess.Popen[str] | None
         if epoch is None:  # killed before the first checkpoint: start again
+            shutil.rmtree(run, ignore_errors=True)  # --out refuses a folder holding a run
             resume = start("train", cfg, "--out", run, "--quiet")
+        elif RunDir(run).finished_epochs() == epochs:  # killed after the run had ended
+            resume = None
         else:
-            resume = start("train", cfg, "--resume", run, "--out", run, "--quiet")
+            resume = start("train", cfg, "--resume", run, "--quiet")
         pending = (i, run, resume)
     assert pending
     finish(*pending)
     # The kills did interrupt training (not only start-up or a finished run) several times.
-    assert interrupted_training >= 3, interrupted_training
+    assert interrupted_training >= 6, interrupted_training
+
+
+def wait_for_rows(path: Path, rows: int, proc: subprocess.Popen[str]) -> None:
+    """Return once the metrics log ``path`` has ``rows`` data rows (the process is alive)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if path.read_bytes().count(b"\n") > rows:  # header + rows, each \n-terminated
+                return
+        except OSError:  # not there yet, or being replaced
+            pass
+        assert proc.poll() is None, ("the run ended before epoch", rows, proc.communicate())
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -360,14 +394,35 @@ def test_two_epochs_then_resume_to_four_is_four_straight(
     assert "opt_v_W1" in npz_arrays(halves / "checkpoints" / "last.npz")[0] or optimizer == "adam"
 
 
-def test_resume_of_a_finished_run_changes_nothing(tmp_path: Path, table: Path) -> None:
+def test_resume_of_a_finished_run_is_refused_and_changes_nothing(tmp_path: Path,
+                                                                 table: Path) -> None:
     cfg = config(tmp_path, table)
-    train_ok(cfg, "--out", tmp_path / "run")
-    before = (tmp_path / "run" / "checkpoints" / "last.npz").read_bytes()
-    rows = jsonl_rows(tmp_path / "run")
-    train_ok(cfg, "--resume", tmp_path / "run")
-    assert jsonl_rows(tmp_path / "run") == rows
-    assert (tmp_path / "run" / "checkpoints" / "last.npz").read_bytes() == before
+    run = tmp_path / "run"
+    train_ok(cfg, "--out", run)
+    before = {name: (run / name).read_bytes() for name in RUN_FILES}
+    for extra in ((), ("--set", "train.epochs=2")):  # as many epochs, or fewer
+        result = invoke("train", cfg, "--resume", run, "--quiet", *extra)
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.startswith(f"Error: {run}: the run has already reached "
+                                        f"train.epochs (4 of ")
+        assert "--set train.epochs=N (N > 4)" in result.stderr
+        assert {name: (run / name).read_bytes() for name in RUN_FILES} == before
+    train_ok(cfg, "--resume", run, "--set", "train.epochs=5")  # the way the error shows
+    assert [r["epoch"] for r in jsonl_rows(run)] == [1, 2, 3, 4, 5]
+
+
+def test_a_run_interrupted_after_its_last_checkpoint_is_finished_by_resume(
+        tmp_path: Path, table: Path) -> None:
+    """Killed after the last epoch's checkpoint but before summary.json: resume has no
+    epoch left to train, and writes the summary the uninterrupted run would have."""
+    cfg = config(tmp_path, table)
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    train_ok(cfg, "--out", straight)
+    train_ok(cfg, "--out", run)
+    (run / "summary.json").unlink()
+    train_ok(cfg, "--resume", run)
+    assert summary_of(run) == summary_of(straight)
+    assert_same_run(run, straight)
 
 
 def straight_and_two_epochs(tmp_path: Path, table: Path) -> tuple[Path, Path]:
@@ -599,7 +654,8 @@ def es_setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (root / "t.csv").write_text(table_text(X, np.array(["a", "b", "c"])[y]), encoding="utf-8")
     doc = {"seed": 1, "data": {"train": str(root / "t.csv"), "val_split": 0.3},
            "model": {"hidden": [16]},
-           "train": {"epochs": 40, "batch_size": 8, "lr": 0.2, "dtype": "float64"}}
+           "train": {"epochs": 40, "batch_size": 8, "lr": 0.2, "optimizer": "sgd",
+                     "dtype": "float64"}}
     cfg = write_yaml(root / "cfg.yaml", doc)
     train_ok(cfg, "--out", root / "full")
     return {"root": root, "cfg": cfg, "rows": jsonl_rows(root / "full")}

@@ -90,8 +90,14 @@ def config(root: Path, source: str | Path | None = None, name: str = "hostile.ya
 
 
 def train(root: Path, cfg: Path, *extra: Any) -> list[str]:
-    """``nncli train CFG --out run --quiet``: aimed at the existing run on purpose."""
-    return ["train", str(cfg), "--out", str(root / "run"), "--quiet", *map(str, extra)]
+    """``nncli train CFG --out new-run --quiet``: beside the existing run, into a folder
+    that must not be created when the input is refused."""
+    return ["train", str(cfg), "--out", str(root / "new-run"), "--quiet", *map(str, extra)]
+
+
+def resume(cfg: Path, checkpoint: Path, *extra: Any) -> list[str]:
+    """``nncli train CFG --resume CHECKPOINT --quiet``: aimed at the existing run."""
+    return ["train", str(cfg), "--resume", str(checkpoint), "--quiet", *map(str, extra)]
 
 
 def table(root: Path, lines: list[str], name: str = "bad.csv") -> Path:
@@ -360,7 +366,7 @@ def checkpoint_nan_weights(root: Path):
 def checkpoint_bad_rng_state(root: Path):
     broken = rewrite_checkpoint(last(root), root / "rng.npz",
                                 lambda a: a["meta"].update(rng_state={"state": "?"}))
-    return train(root, root / "cfg.yaml", "--resume", broken), "rng.npz: damaged checkpoint"
+    return resume(root / "cfg.yaml", broken), "rng.npz: damaged checkpoint"
 
 
 def text_file_named_npz(root: Path):
@@ -389,14 +395,47 @@ def out_inside_a_file(root: Path):
 
 
 def resume_different_model(root: Path):
-    cfg = config(root, model={"hidden": [5]})
-    return (train(root, cfg, "--resume", root / "run"),
+    cfg = config(root, model={"hidden": [5]}, train={"epochs": 4})
+    return (resume(cfg, root / "run"),
             "cannot resume with this config: model.hidden [8] vs [5]")
 
 
 def resume_missing_checkpoint(root: Path):
-    return (train(root, root / "cfg.yaml", "--resume", root / "nowhere.npz"),
+    return (resume(root / "cfg.yaml", root / "nowhere.npz"),
             "nowhere.npz: no such checkpoint file")
+
+
+def out_into_an_existing_run(root: Path):
+    """A new run aimed at a finished one: refused, the old run stays byte-identical."""
+    return (["train", str(root / "cfg.yaml"), "--out", str(root / "run"), "--quiet",
+             "--set", "train.epochs=1"],
+            f"{root / 'run'}: already holds a run (config.yaml or checkpoints/); to continue "
+            f"it use --resume {root / 'run'} without --out")
+
+
+def out_into_a_run_without_checkpoints(root: Path):
+    (root / "killed-early" / "checkpoints").mkdir(parents=True)
+    write(root / "killed-early" / "config.yaml", "seed: 0\n")
+    return (["train", str(root / "cfg.yaml"), "--out", str(root / "killed-early"), "--quiet"],
+            "killed-early: already holds a run (config.yaml or checkpoints/); it has no "
+            "checkpoint yet: delete it to start over")
+
+
+def resume_a_finished_run(root: Path):
+    return (resume(root / "cfg.yaml", root / "run"),
+            "run: the run has already reached train.epochs (2 of 2); to train longer, resume "
+            "with --set train.epochs=N (N > 2)")
+
+
+def resume_a_finished_run_with_fewer_epochs(root: Path):
+    return (resume(root / "cfg.yaml", root / "run", "--set", "train.epochs=1"),
+            "run: the run has already reached train.epochs (2 of 1)")
+
+
+def resume_with_out(root: Path):
+    return (resume(root / "cfg.yaml", root / "run", "--set", "train.epochs=4", "--out",
+                   root / "elsewhere"),
+            "drop --out")
 
 
 def set_unknown_key(root: Path):
@@ -439,7 +478,9 @@ CASES: dict[str, Case] = {f.__name__: f for f in [
     predict_not_a_number, checkpoint_format_version, checkpoint_missing_weights,
     checkpoint_wrong_weight_shape, checkpoint_nan_weights, checkpoint_bad_rng_state,
     text_file_named_npz, checkpoint_pickled_object, checkpoint_folder_without_last,
-    out_inside_a_file, resume_different_model, resume_missing_checkpoint, set_unknown_key,
+    out_inside_a_file, resume_different_model, resume_missing_checkpoint,
+    out_into_an_existing_run, out_into_a_run_without_checkpoints, resume_a_finished_run,
+    resume_a_finished_run_with_fewer_epochs, resume_with_out, set_unknown_key,
     set_without_equals, set_bad_value, gradcheck_missing_config, early_stopping_without_validation,
     class_weight_unknown_class,
 ]}

@@ -240,7 +240,7 @@ def test_training_separates_separable_classes(tmp_path: Path, sections: dict) ->
 def test_early_stopping_keeps_best_and_last(tmp_path: Path, table: Path) -> None:
     # mse with a large full-batch step overshoots: val loss rises after the first epoch.
     doc = config_doc(table, data={"val_split": 0.25}, loss={"type": "mse"},
-                     train={"epochs": 10, "batch_size": "full", "lr": 0.7,
+                     train={"epochs": 10, "batch_size": "full", "lr": 0.7, "optimizer": "sgd",
                             "early_stopping": {"patience": 1}})
     run = train_run(tmp_path / "run", doc)
     rows = metrics_jsonl(run)
@@ -283,7 +283,8 @@ def test_divergence_exits_1_with_one_error_line(tmp_path: Path, table: Path) -> 
 def test_divergence_after_some_epochs_leaves_a_finite_last_checkpoint(
         tmp_path: Path, table: Path) -> None:
     config = write_yaml(tmp_path / "cfg.yaml", config_doc(
-        table, loss={"type": "mse"}, train={"epochs": 100, "batch_size": "full", "lr": 3.0}))
+        table, loss={"type": "mse"}, train={"epochs": 100, "batch_size": "full", "lr": 3.0,
+                                       "optimizer": "sgd"}))
     result = cli("train", config, "--out", tmp_path / "run", "--quiet")
     assert result.exit_code == 1
     match = DIVERGED.match(result.stderr)
