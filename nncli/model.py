@@ -40,7 +40,10 @@ def init_std(init: str | dict[str, float], activation: str, fan_in: int, fan_out
     """Standard deviation of the normal draw for one weight matrix.
 
     ``he``: sqrt(2 / fan_in); ``xavier`` (Glorot normal): sqrt(2 / (fan_in + fan_out));
-    ``auto``: He for relu/leaky_relu, Xavier otherwise; ``{normal: s}``: s.
+    ``auto``: He for a layer whose output goes through relu/leaky_relu, Xavier otherwise
+    (the score layer, whose output is linear, and so a linear classifier, get Xavier, as
+    Keras' Dense default); ``{normal: s}``: s. ``activation`` is the one applied to this
+    layer's output (``linear`` for the score layer).
     """
     if isinstance(init, dict):
         return float(init["normal"])
@@ -142,8 +145,9 @@ class MLP:
         rng = rng if rng is not None else np.random.default_rng(0)
         sizes = [int(input_dim), *map(int, hidden), int(n_classes)]
         params: dict[str, np.ndarray] = {}
+        n_layers = len(sizes) - 1
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-            std = init_std(init, activation, fan_in, fan_out)
+            std = init_std(init, activation if i < n_layers else "linear", fan_in, fan_out)
             # Draw in float64 so float32 and float64 runs start from the same weights.
             params[f"W{i}"] = (rng.standard_normal((fan_out, fan_in)) * std).astype(dtype)
             params[f"b{i}"] = np.zeros(fan_out, dtype=dtype)

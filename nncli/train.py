@@ -129,22 +129,36 @@ def _resumable_run_dir(ckpt: Checkpoint, cfg: Config, path: Path,
     return run_path
 
 
-FALLING_WINDOW = 0.1  # the last tenth of a run's epochs ...
-FALLING_DROP = 0.05  # ... lowered its training loss by more than this fraction: not converged
+FALLING_WINDOW = 0.1  # judge by the last tenth of a run's epochs (at least 2)
+FALLING_SHARE = 0.01  # a fall smaller than this share of the run's whole fall is noise
+FALLING_LEFT = 0.1  # warn when the projected further fall exceeds this share of the loss ...
+FALLING_LEFT_MIN = 0.01  # ... and this much in absolute terms
 
 
 def still_falling(losses: list[float], epochs: int) -> tuple[float, float, int] | None:
     """(loss before, loss now, window) when the training loss ``losses`` (one per epoch)
-    was still clearly falling at the end of a run of ``epochs`` epochs: over its last
-    tenth (at least 2 epochs) it fell by more than 5% (and 1e-3) to its lowest value at
-    the last epoch. Else None."""
-    window = max(2, round(FALLING_WINDOW * epochs))
-    if len(losses) <= window or not all(math.isfinite(v) for v in losses[-window - 1:]):
+    was still clearly falling at the end of a run of ``epochs`` epochs, else None.
+
+    Over the last ``w`` epochs (a tenth of the run, at least 2) the loss must have fallen
+    to its lowest value, by more than 1% of its fall over the whole run; and the fall
+    still to come, projected geometrically from the last two windows (falls ``d1`` then
+    ``d2``, ratio ``r = d2 / d1``: ``d2 r / (1 - r)``, unbounded when ``r >= 1``), must
+    exceed 10% of the loss and 0.01. A curve that has levelled off, or that creeps
+    towards 0 on separable data, has little left to fall; a steady descent has no end in
+    sight.
+    """
+    w = max(2, round(FALLING_WINDOW * epochs))
+    if len(losses) < 2 * w + 1 or not all(math.isfinite(v) for v in losses):
         return None
-    before, now = losses[-window - 1], losses[-1]
-    drop = before - now
-    if now <= min(losses[-window - 1:]) and drop > FALLING_DROP * before and drop > 1e-3:
-        return before, now, window
+    two_back, before, now = losses[-2 * w - 1], losses[-w - 1], losses[-1]
+    d1, d2 = two_back - before, before - now
+    fall = losses[0] - now
+    if fall <= 0 or now > min(losses[-w - 1:]) or d2 <= FALLING_SHARE * fall:
+        return None
+    ratio = d2 / d1 if d1 > 0 else math.inf
+    left = d2 * ratio / (1 - ratio) if ratio < 1 else math.inf
+    if left > max(FALLING_LEFT * now, FALLING_LEFT_MIN):
+        return before, now, w
     return None
 
 
