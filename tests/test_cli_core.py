@@ -132,7 +132,7 @@ def test_gradcheck_text_output_and_set(table_config):
     result = invoke("gradcheck", cfg, "--set", "reg.lambda=0.2", "--set", "loss.type=mse")
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
-    assert lines[0].split() == ["param", "checked", "max_rel_error", "status"]
+    assert lines[0].split() == ["param", "checked", "entries", "max_rel_error", "h", "status"]
     assert [line.split()[0] for line in lines[1:]] == ["W1", "b1", "W2", "b2"]
     assert all(line.split()[-1] == "ok" for line in lines[1:])
     assert "gradcheck passed" in result.stderr
