@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from nncli import __version__
-from nncli.config import Config, config_from_dict
+from nncli.config import Config, check_run_name, config_from_dict
 from nncli.data import Normalization
 from nncli.errors import NncliError
 from nncli.model import MLP
@@ -146,27 +146,97 @@ def _check_numbers(params: dict[str, np.ndarray], sizes: list[int],
         slot, _, key = name[4:].partition("_")
         if not name.startswith("opt_") or key not in params:
             continue
-        shape = () if slot == "t" else params[key].shape
-        if value.shape != shape or value.dtype.kind not in "fiu" or not np.isfinite(value).all():
+        if slot == "t":  # adam's update count
+            if (value.shape != () or value.dtype.kind not in "iu" or int(value) < 0):
+                raise ValueError(f"{name}: expected a non-negative integer count")
+            continue
+        shape = params[key].shape
+        if value.shape != shape or value.dtype.kind != "f" or not np.isfinite(value).all():
             raise ValueError(f"{name}: expected finite numbers of shape {shape}")
-    for key in ("epoch", "step", "wait"):
-        if key in meta and not (type(meta[key]) is int and meta[key] >= 0):
-            raise ValueError(f"{key}: expected a non-negative integer")
-    for key in ("best_value", "best_epoch"):
-        if meta.get(key) is not None and type(meta[key]) not in (int, float):
-            raise ValueError(f"{key}: expected a number or null")
+        if slot == "u" and not (value >= 0).all():  # adam's mean of squared gradients
+            raise ValueError(f"{name}: negative values")
+    _check_resume_counters(meta, sizes[-1])
+
+
+def _count(meta: dict[str, Any], key: str) -> int:
+    value = meta.get(key, 0)
+    if not (type(value) is int and value >= 0):
+        raise ValueError(f"{key}: expected a non-negative integer, got "
+                         f"{short_repr(value)}")
+    return value
+
+
+def _check_resume_counters(meta: dict[str, Any], n_classes: int) -> None:
+    """The training state beside the arrays: counters (epoch, step, wait: non-negative
+    integers, wait <= epoch), early-stopping best (best_value finite and best_epoch in
+    1..epoch, or both null), features, class weights (``n_classes`` finite numbers >= 0)
+    and the shuffling RNG state (PCG64's exact layout, each integer in its range)."""
+    epoch = _count(meta, "epoch")
+    _count(meta, "step")
+    if _count(meta, "wait") > epoch:
+        raise ValueError(f"wait: {meta['wait']} epochs without improvement after {epoch}")
+    best_value, best_epoch = meta.get("best_value"), meta.get("best_epoch")
+    if (best_value is None) != (best_epoch is None):
+        raise ValueError("best_value/best_epoch: one is null and the other not")
+    if best_value is not None and not (type(best_value) in (int, float)
+                                       and np.isfinite(best_value)):
+        raise ValueError(f"best_value: expected a finite number or null, got "
+                         f"{short_repr(best_value)}")
+    if best_epoch is not None and not (type(best_epoch) is int and 1 <= best_epoch <= epoch):
+        raise ValueError(f"best_epoch: expected an epoch in 1..{epoch} or null, got "
+                         f"{short_repr(best_epoch)}")
     features, weights = meta.get("features"), meta.get("class_weights")
     if features is not None and not (isinstance(features, list)
                                      and all(isinstance(f, str) for f in features)):
         raise ValueError("features: expected a list of column names")
-    if weights is not None and not (isinstance(weights, list) and len(weights) == sizes[-1]
-                                    and all(type(w) in (int, float) for w in weights)):
-        raise ValueError(f"class_weights: expected {sizes[-1]} numbers")
+    if weights is not None and not (
+            isinstance(weights, list) and len(weights) == n_classes
+            and all(type(w) in (int, float) and np.isfinite(w) and w >= 0 for w in weights)):
+        raise ValueError(f"class_weights: expected {n_classes} finite numbers >= 0")
     if "rng_state" in meta:
+        _check_rng_state(meta["rng_state"])
+
+
+def _check_rng_state(state: Any) -> None:
+    """``state`` must be what ``np.random.default_rng().bit_generator.state`` gives (PCG64:
+    128-bit ``state`` and ``inc``, ``has_uint32`` 0/1, a 32-bit ``uinteger``), checked
+    field by field: NumPy's own setter accepts floats and crashes on big integers."""
+    def integer(value: Any, bits: int, name: str) -> None:
+        if not (type(value) is int and 0 <= value < 2 ** bits):
+            raise ValueError(f"rng_state: {name} must be an integer in [0, 2^{bits}), got "
+                             f"{short_repr(value)}")
+
+    if not (isinstance(state, dict) and state.get("bit_generator") == "PCG64"
+            and set(state) == {"bit_generator", "state", "has_uint32", "uinteger"}
+            and isinstance(state["state"], dict) and set(state["state"]) == {"state", "inc"}):
+        raise ValueError("rng_state: expected the state of a PCG64 generator "
+                         "{bit_generator, state: {state, inc}, has_uint32, uinteger}")
+    integer(state["state"]["state"], 128, "state.state")
+    integer(state["state"]["inc"], 128, "state.inc")
+    integer(state["has_uint32"], 1, "has_uint32")
+    integer(state["uinteger"], 32, "uinteger")
+    try:
+        np.random.default_rng().bit_generator.state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise ValueError(f"rng_state: {exc}") from None
+
+
+def short_repr(value: Any) -> str:
+    """A bounded repr for messages (a tampered field may be a 10^6-digit integer)."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 200 else (
+        f"an integer of {value.bit_length()} bits")
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _with_safe_name(raw: Any) -> Any:
+    """A checkpoint's config with a run name that is not one folder name (accepted before
+    names were checked, e.g. ``exp/a``) dropped: loading does not depend on the name."""
+    if isinstance(raw, dict) and isinstance(raw.get("name"), str):
         try:
-            np.random.default_rng().bit_generator.state = meta["rng_state"]
-        except (TypeError, ValueError, KeyError) as exc:
-            raise ValueError(f"rng_state: {exc}") from None
+            check_run_name(raw["name"])
+        except NncliError:
+            return {**raw, "name": None}
+    return raw
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -181,6 +251,17 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise NncliError(f"{path}: no such checkpoint file")
     if not zipfile.is_zipfile(path):
         raise NncliError(f"{path}: not an nncli checkpoint (not an .npz archive)")
+    # Every member's .npy header is checked (sizes against memory, no object arrays, a
+    # header of sane length) before np.load reads any of it.
+    from nncli.npzfile import check_members
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            keys = tuple(dict.fromkeys(name.removesuffix(".npy") for name in archive.namelist()))
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise NncliError(f"{path}: not an nncli checkpoint (cannot read it as .npz: {exc})") \
+            from None
+    check_members(path, keys)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
@@ -204,7 +285,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise NncliError(f"{path}: checkpoint format {meta.get('format')!r} is not supported "
                          f"by nncli {__version__} (expected {FORMAT})")
     try:
-        config = config_from_dict(meta["config"])
+        config = config_from_dict(_with_safe_name(meta["config"]))
         classes, input_shape = meta["classes"], meta["input_shape"]
         if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)
                 and len(set(classes)) == len(classes)):

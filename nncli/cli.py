@@ -7,19 +7,37 @@ the traceback.
 
 from __future__ import annotations
 
-import json
-import logging
-import math
 import os
-import re
 import sys
-import traceback
-from typing import Any
 
-import click
+from nncli import interrupts
 
-from nncli import __version__
-from nncli.errors import NncliError
+
+def _interrupted_at_start_up(signum: int, frame: object) -> None:
+    """SIGINT/SIGTERM while this module is imported: nothing to clean up and no frame of
+    ours to catch an exception in, so one line and exit 130 (main installs the handlers
+    every command runs with)."""
+    try:
+        sys.stderr.write(f"Error: interrupted by {interrupts.signal_name(signum)} "
+                         f"during start-up\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(130)
+
+
+# Before click and the rest are imported; the previous handlers return at the module's end.
+_restore_start_up_handlers = interrupts.install_early(_interrupted_at_start_up)
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import traceback  # noqa: E402
+from typing import Any  # noqa: E402
+
+import click  # noqa: E402
+
+from nncli import __version__  # noqa: E402
+from nncli.errors import NncliError  # noqa: E402
 
 
 def _debug() -> bool:
@@ -27,8 +45,13 @@ def _debug() -> bool:
 
 
 def _one_line(text: str) -> str:
-    """An error message on one line (the contract: exit 2 prints exactly one line)."""
-    return re.sub(r"\s*\n\s*", " ", text.strip())
+    """An error or warning message as one inert line (the contract: exit 2 prints exactly one
+    line): control characters, such as a file name's ``\\n`` or ``\\x1b[2J``, are shown as
+    escapes (:func:`nncli.text.printable`) instead of breaking the line or reaching the
+    terminal."""
+    from nncli.text import printable
+
+    return printable(text.strip())
 
 
 class _EchoWarnings(logging.Handler):
@@ -37,7 +60,7 @@ class _EchoWarnings(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
+            click.echo(f"{record.levelname.lower()}: {_one_line(record.getMessage())}", err=True)
         except Exception:  # noqa: BLE001 - logging must never break the command
             self.handleError(record)
 
@@ -52,8 +75,87 @@ def _route_library_warnings() -> None:
 _NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+class _ClosedStream:
+    """Stands for sys.stdin/sys.stdout when the process started with that descriptor
+    closed (``<&-``, ``>&-``; Python then sets it to None and click would drop every
+    line): reading or writing it is an :class:`NncliError` naming the stream, so a
+    command never reports success for output that went nowhere."""
+
+    def __init__(self, name: str, hint: str) -> None:
+        self.name, self.hint = name, hint
+        self.closed = False  # as a file object says; click and logging look at it
+
+    def _fail(self, *args: Any) -> Any:
+        raise NncliError(f"{self.name} is closed (file descriptor {self.fileno_value} was "
+                         f"not open when nncli started); {self.hint}")
+
+    @property
+    def fileno_value(self) -> int:
+        return 0 if self.name == "stdin" else 1
+
+    write = read = readline = readlines = __iter__ = _fail
+
+    def fileno(self) -> int:
+        import errno
+
+        raise OSError(errno.EBADF, f"{self.name} is closed")
+
+    def flush(self) -> None:
+        """Nothing to flush (the first write already failed)."""
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _check_standard_streams() -> None:
+    """Replace a None sys.stdin/sys.stdout (descriptor closed at start) by a
+    :class:`_ClosedStream`."""
+    if sys.stdout is None:
+        sys.stdout = _ClosedStream(  # type: ignore[assignment]
+            "stdout", "redirect it to a file, or to /dev/null to discard the output")
+    if sys.stdin is None:
+        sys.stdin = _ClosedStream(  # type: ignore[assignment]
+            "stdin", "give the inputs as arguments, or redirect stdin (< /dev/null for none)")
+
+
+def _interrupted_message() -> str:
+    return f"Error: interrupted by {interrupts.signal_name(interrupts.received())}"
+
+
 class NncliGroup(click.Group):
-    """A click group that turns library errors into one ``Error:`` line and an exit code."""
+    """A click group that turns library errors into one ``Error:`` line and an exit code.
+
+    SIGINT and SIGTERM are KeyboardInterrupt for every command, from the moment ``main``
+    is entered (:mod:`nncli.interrupts`); an interrupt anywhere — start-up, click's own
+    parsing, any phase of the command — is one ``Error: interrupted ...`` line, exit 130.
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """click's entry point (``nncli`` and ``python -m nncli.cli`` both come here):
+        install the signal handlers first, then let click run the command."""
+        restore = interrupts.install()
+        try:
+            _check_standard_streams()
+            from nncli.testhooks import pause_here
+
+            pause_here("import")
+            return super().main(*args, **kwargs)
+        except KeyboardInterrupt:  # outside any command, e.g. at start-up
+            interrupts.stop()
+            click.echo(_interrupted_message(), err=True)
+            sys.exit(130)
+        except NncliError as exc:  # outside any command, e.g. `nncli --help >&-`
+            click.echo(f"Error: {_one_line(str(exc))}", err=True)
+            sys.exit(exc.exit_code)
+        finally:
+            restore()
+
+    @staticmethod
+    def _interrupted(ctx: click.Context) -> None:
+        """One line, exit 130; later signals are ignored, the process is on its way out."""
+        interrupts.stop()
+        click.echo(_interrupted_message(), err=True)
+        ctx.exit(130)
 
     @staticmethod
     def _usage_error(ctx: click.Context, exc: click.UsageError) -> None:
@@ -70,14 +172,22 @@ class NncliGroup(click.Group):
                 raise
             self._usage_error(ctx, exc)
             raise  # not reached: ctx.exit raises
+        except KeyboardInterrupt:  # else click would print "Aborted!" and exit 1
+            self._interrupted(ctx)
+            raise  # not reached: ctx.exit raises
 
     def invoke(self, ctx: click.Context) -> Any:
         _route_library_warnings()
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            # A signal whose KeyboardInterrupt some C code swallowed still ends the command.
+            interrupts.raise_if_interrupted()
+            return result
         except NncliError as exc:
             if _debug():
                 traceback.print_exc()
+            if exc.exit_code == 130:  # interrupted (training saved its checkpoint)
+                interrupts.stop()
             click.echo(f"Error: {_one_line(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except click.UsageError as exc:
@@ -85,18 +195,37 @@ class NncliGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:
-            click.echo("Error: interrupted", err=True)
-            ctx.exit(130)
+            self._interrupted(ctx)
         except BrokenPipeError:
             # The reader of our stdout went away (e.g. `| head`): not an error for us.
             sys.stderr.close()
             ctx.exit(0)
-        except Exception as exc:  # noqa: BLE001 - last line of defence: never a raw traceback
-            if _debug():
-                traceback.print_exc()
-            click.echo(f"Error: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
-                       f"(set NNCLI_DEBUG=1 for the traceback)", err=True)
+        except OSError as exc:
+            if not _is_stream_write_error(exc):
+                self._internal_error(ctx, exc)
+            # A stream write (library file errors name their file and are NncliErrors):
+            # stdout, which the output was for, e.g. `> /dev/full` or a read-only descriptor.
+            click.echo(f"Error: cannot write the output to stdout ({exc.strerror})", err=True)
             ctx.exit(2)
+        except Exception as exc:  # noqa: BLE001 - last line of defence: never a raw traceback
+            self._internal_error(ctx, exc)
+
+    @staticmethod
+    def _internal_error(ctx: click.Context, exc: Exception) -> None:
+        if _debug():
+            traceback.print_exc()
+        click.echo(f"Error: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+                   f"(set NNCLI_DEBUG=1 for the traceback)", err=True)
+        ctx.exit(2)
+
+
+def _is_stream_write_error(exc: OSError) -> bool:
+    """An OSError from writing a standard stream: no file name (the library's file errors
+    carry one, and become NncliErrors), and an errno that writes give."""
+    import errno
+
+    return exc.filename is None and exc.errno in (errno.EBADF, errno.ENOSPC, errno.EIO,
+                                                  errno.EFBIG)
 
 
 def _finite_or_none(obj: Any) -> Any:
@@ -115,15 +244,18 @@ def _echo_json(obj: Any) -> None:
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
-    """Left-aligned text columns (numbers right-aligned)."""
+    """Left-aligned text columns (numbers right-aligned); a cell's control characters (a
+    class name may hold any string) are shown as escapes, so each row stays one line."""
     from nncli.data import is_number
+    from nncli.text import printable
 
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    header = [printable(str(c)) for c in header]
+    rows = [[printable(str(c)) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def fmt(row: list[str]) -> str:
         cells = []
-        for i, cell in enumerate(row):
-            text = str(cell)
+        for i, text in enumerate(row):
             numeric = is_number(text.replace(",", ""))
             cells.append(text.rjust(widths[i]) if numeric and i else text.ljust(widths[i]))
         return "  ".join(cells).rstrip()
@@ -166,6 +298,18 @@ def main(threads: int | None) -> None:
     """
     if threads is not None:
         set_blas_threads(threads)
+    ctx = click.get_current_context()
+    if isinstance(sys.stdout, _ClosedStream) and ctx.invoked_subcommand != "init":
+        # Before the work, not after it: every command but init -o FILE prints its result.
+        sys.stdout.write("")
+
+
+def _finite_tolerance(value: float) -> float:
+    """gradcheck's --tol: a finite number >= 0 (NaN would pass every check, as no error
+    compares greater than it; inf would pass any gradient)."""
+    if not math.isfinite(value) or value < 0:
+        raise click.BadParameter(f"{value!r} is not a finite number >= 0 (e.g. 1e-6)")
+    return abs(value)  # -0.0 as 0
 
 
 @main.command()
@@ -174,8 +318,9 @@ def main(threads: int | None) -> None:
 @click.option("--samples", metavar="N|all", default=None,
               help="Check N random entries of each parameter that has more (default 4096, "
                    "with a note on stderr for each parameter sampled), or 'all' entries.")
-@click.option("--tol", type=click.FloatRange(min=0.0), default=1e-6, show_default=True,
-              help="Largest acceptable relative error.")
+@click.option("--tol", type=float, default=1e-6, show_default=True,
+              callback=lambda ctx, param, value: _finite_tolerance(value),
+              help="Largest acceptable relative error (a finite number >= 0).")
 @json_option
 def gradcheck(config: str, overrides: tuple[str, ...], samples: str | None, tol: float,
               as_json: bool) -> None:
@@ -398,19 +543,13 @@ def train(config: str, out: str | None, overrides: tuple[str, ...], resume: str 
 
     Example: nncli train configs/digits-mlp.yaml --set train.lr=0.05
     """
-    import signal
-
     from nncli.config import load_config
     from nncli.train import train as run_training
 
     if seed is not None:
         overrides = (*overrides, f"seed={seed}")
     cfg = load_config(config, overrides)
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
+    # SIGINT and SIGTERM are KeyboardInterrupt for every command (NncliGroup.main).
     progress = _CliProgress(quiet)
     try:
         result = run_training(cfg, out=out, resume=resume, progress=progress)
@@ -450,6 +589,9 @@ def eval_command(checkpoint: str, data: str, as_json: bool, batch_size: int) -> 
 
     DATA is any source data.train accepts (image folder, .csv/.tsv, .npz) of the kind the
     checkpoint was trained on; table columns are matched to the training columns by name.
+    The table shows the confusion matrix up to 40 classes, above that the 20 most frequent
+    confusions; --json gives the matrix up to 1,000 classes, above that 'confusion_pairs'
+    ([true, predicted, count] for each pair that occurs).
 
     Example: nncli eval runs/digits-mlp/checkpoints/best.npz datasets/digits/test
     """
@@ -459,8 +601,13 @@ def eval_command(checkpoint: str, data: str, as_json: bool, batch_size: int) -> 
     if as_json:
         _echo_json(report)
         return
-    click.echo(f"n {report['n']}  accuracy {report['accuracy']:.4f}  loss {report['loss']:.4f}"
-               f"  (data {report['data_loss']:.4f} + reg {report['reg_loss']:.4f})")
+
+    def num(x: float) -> str:
+        """4 decimals, or 4 significant digits for a loss too large for them."""
+        return f"{x:.4f}" if abs(x) < 1e9 else f"{x:.4g}"
+
+    click.echo(f"n {report['n']}  accuracy {report['accuracy']:.4f}  loss {num(report['loss'])}"
+               f"  (data {num(report['data_loss'])} + reg {num(report['reg_loss'])})")
     rows = [[name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}",
              str(m["support"])] for name, m in report["per_class"].items()]
     for name, key in (("macro avg", "macro_avg"), ("weighted avg", "weighted_avg")):
@@ -468,13 +615,76 @@ def eval_command(checkpoint: str, data: str, as_json: bool, batch_size: int) -> 
         rows.append([name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}",
                      str(m["support"])])
     click.echo(_table(rows, ["class", "precision", "recall", "f1", "support"]))
-    click.echo("confusion (rows true, columns predicted):")
     classes = report["classes"]
-    conf_rows = [[c, *map(str, r)] for c, r in zip(classes, report["confusion"])]
-    click.echo(_table(conf_rows, ["", *classes]))
+    if len(classes) <= TABLE_CONFUSION_MAX_CLASSES:
+        click.echo("confusion (rows true, columns predicted):")
+        conf_rows = [[c, *map(str, r)] for c, r in zip(classes, report["confusion"])]
+        click.echo(_table(conf_rows, ["", *classes]))
+        return
+    # Too wide to read as a matrix: the most frequent confusions instead.
+    pairs = report.get("confusion_pairs") or [
+        [classes[t], classes[p], n] for t, row in enumerate(report["confusion"])
+        for p, n in enumerate(row) if n]
+    errors = sorted((p for p in pairs if p[0] != p[1]), key=lambda p: -p[2])
+    shown = errors[:TABLE_CONFUSIONS]
+    click.echo(f"confusion: {len(classes):,} classes, too many for a matrix; the "
+               f"{len(shown)} most frequent of {len(errors):,} confusions (all of them with "
+               f"--json):")
+    if shown:
+        click.echo(_table([[t, p, str(n)] for t, p, n in shown],
+                          ["true", "predicted", "count"]))
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
+TABLE_CONFUSION_MAX_CLASSES = 40  # eval's table shows the full matrix up to this many classes
+TABLE_CONFUSIONS = 20  # above, this many of the most frequent confusions
+
+
+class _InputsCommand(click.Command):
+    """predict's parser: an argument that begins with ``-`` is an option only when it is
+    exactly one of the command's options (``--format=csv`` included); otherwise it is an
+    input when it reads as one — an existing path, or a table row or number such as
+    ``-1.5,2,3`` — and an unknown option (a typo) when it does not. Everything after ``--``
+    is an input, ``-`` alone is stdin. (Plain click would read ``-h.png`` as ``-h``, the
+    help, and ``--formt`` as an input.)"""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        import difflib
+        import itertools
+
+        names: set[str] = set(ctx.help_option_names)
+        with_value: set[str] = set()
+        for param in self.get_params(ctx):
+            if isinstance(param, click.Option):
+                names.update(param.opts + param.secondary_opts)
+                if not param.is_flag and not param.count:
+                    with_value.update(param.opts)
+        options: list[str] = []
+        positionals: list[str] = []
+        rest = iter(args)
+        for arg in rest:
+            if arg == "--":
+                positionals.extend(rest)
+                break
+            name = arg.split("=", 1)[0] if arg.startswith("--") else arg
+            if arg == "-" or not arg.startswith("-"):
+                positionals.append(arg)
+            elif name in names:
+                options.append(arg)
+                if name == arg and name in with_value:
+                    options.extend(itertools.islice(rest, 1))  # its value, whatever it is
+            elif (arg[1:2].isdigit() or arg[1:2] == "." or os.path.lexists(arg)
+                  or ctx.resilient_parsing):
+                positionals.append(arg)
+            else:
+                close = difflib.get_close_matches(name, sorted(names), n=1)
+                hint = f" Did you mean {close[0]}?" if close else ""
+                raise click.NoSuchOption(
+                    name, ctx=ctx, message=f"No such option: {name}.{hint} (An input that "
+                    f"begins with '-' goes after '--': {ctx.command_path} CHECKPOINT -- {arg})")
+        return super().parse_args(ctx, [*options, "--", *positionals])
+
+
+@main.command(cls=_InputsCommand)
 @click.argument("checkpoint", type=click.Path())
 @click.argument("inputs", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["tsv", "csv", "jsonl"]), default="tsv",
@@ -490,7 +700,13 @@ def predict(checkpoint: str, inputs: tuple[str, ...], fmt: str, top_k: int,
     INPUT are image paths or folders of images (image models), or rows of feature values
     (table models; a .csv/.tsv file stands for its rows, its columns matched by name). With
     no INPUT or '-', inputs are read from stdin, one per line (table rows may start with a
-    header line), and each answer is written as soon as it is computed.
+    header line), and each answer is written as soon as it is computed. An INPUT that
+    begins with '-' (a path, a negative number) is an input, not an option, unless it is
+    exactly one of the options below; everything after '--' is an input.
+
+    Each input gives one record whatever its name holds: tsv escapes control characters
+    (\\n, \\t, \\x1b, and \\\\ for a backslash), csv quotes fields with a comma, a quote or
+    a line break (RFC 4180), jsonl escapes as JSON does.
 
     Example: ls images/*.png | nncli predict runs/digits-mlp/checkpoints/best.npz
     """
@@ -501,22 +717,26 @@ def predict(checkpoint: str, inputs: tuple[str, ...], fmt: str, top_k: int,
     if reads_stdin(inputs) and sys.stdin is not None and sys.stdin.isatty():
         click.echo(f"reading {predictor.input_description} from the terminal, one per line; "
                    f"Ctrl-D ends the input", err=True)
+    # On a terminal, csv cells show control characters as escapes (as ls does); piped, they
+    # are the names' exact characters, quoted. color=True: click must not strip what looks
+    # like an ANSI sequence out of the data.
+    terminal = sys.stdout is not None and sys.stdout.isatty()
     failures = 0
     for results in predictor.run(inputs, sys.stdin, top_k):
         lines: list[str] = []
         for result in results:
             if isinstance(result, Failure):
                 if lines:  # the answers before the bad input come first
-                    click.echo("\n".join(lines))
+                    click.echo("\n".join(lines), color=True)
                     lines = []
                 if not keep_going:
                     raise result.error
                 failures += 1
                 click.echo(f"Error: {_one_line(str(result.error))}", err=True)
             else:
-                lines.append(format_prediction(result, fmt, top_k))
+                lines.append(format_prediction(result, fmt, top_k, terminal=terminal))
         if lines:
-            click.echo("\n".join(lines))
+            click.echo("\n".join(lines), color=True)
         sys.stdout.flush()
     if failures:
         sys.exit(2)
@@ -548,6 +768,8 @@ def init(data: str, output: str | None, label_column: str | None, force: bool) -
     write_config_file(output, text, force=force)
     click.echo(f"wrote {output}; train it with: nncli train {shlex.quote(output)}", err=True)
 
+
+_restore_start_up_handlers()  # the import is over: main() installs its own handlers
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -146,6 +146,34 @@ def _required_str(value: Any, key: str) -> str:
     return _optional_str(value, key)  # type: ignore[return-value]
 
 
+NAME_MAX_BYTES = 255  # the longest file name most file systems take (NAME_MAX)
+
+
+def check_run_name(value: Any, key: str = "name") -> str | None:
+    """The run name: one plain folder name, as the run directory is ``runs/<name>``.
+
+    Refused (as git refuses such ref names): empty, ``.`` and ``..``, a ``/`` or ``\\``
+    (a name must not reach outside ``runs/`` or into a subfolder of it), NUL and other
+    control characters, more than 255 bytes in UTF-8.
+    """
+    name = _optional_str(value, key)
+    if name is None:
+        return None
+    problem = None
+    if name in (".", ".."):
+        problem = "is a reference to a folder, not a name"
+    elif "/" in name or "\\" in name:
+        problem = "must be one folder name without '/' or '\\' (runs go to runs/<name>; " \
+                  "to put a run elsewhere use --out DIR)"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
+        problem = "must not contain control characters"
+    elif len(name.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES:
+        problem = f"is longer than {NAME_MAX_BYTES} bytes"
+    if problem:
+        raise _fail(key, f"{_describe(name)} {problem}")
+    return name
+
+
 def _check_image_size(value: Any, key: str) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -235,7 +263,7 @@ class Field:
 
 
 SCHEMA: dict[str, Any] = {
-    "name": Field(None, _optional_str),
+    "name": Field(None, check_run_name),
     "seed": Field(0, lambda v, k: _as_int(v, k, minimum=0)),
     "data": {
         "train": Field(None, _required_str),
@@ -474,10 +502,61 @@ def config_from_dict(raw: Any, default_name: str = "run", config_dir: str | None
     )
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _refuse_duplicate_keys(loader: yaml.SafeLoader, root: yaml.Node, source: str) -> None:
+    """Raise when a mapping under ``root`` names a key twice (YAML 1.2 forbids it; PyYAML
+    would keep the last silently), naming the key's path and both lines. Keys compare as
+    the values they construct to (``1`` and ``1.0`` are one key, as in the dict they build);
+    merge keys (``<<``) may be overridden, as YAML's merge rule says. Each node is visited
+    once, so aliases cost nothing; the walk is iterative, so depth costs no recursion."""
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(node.value))
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        first: dict[Any, yaml.Mark] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                stack.append((value_node, path))
+                continue
+            key = loader.construct_object(key_node, deep=True)
+            name = f"{path}.{key}" if path else str(key)
+            mark = key_node.start_mark
+            try:
+                earlier = first.setdefault(key, mark)
+            except TypeError:  # an unhashable key: the constructor reports it
+                continue
+            if earlier is not mark:
+                same_line = mark.line == earlier.line
+                at, first_at = (f"line {m.line + 1}" + (f", column {m.column + 1}"
+                                                        if same_line else "")
+                                for m in (mark, earlier))
+                raise NncliError(f"{source}: duplicate key '{name}' at {at} (first at "
+                                 f"{first_at}); a mapping may name each key once")
+            stack.append((value_node, name))
+
+
 def parse_yaml(text: str, source: str) -> Any:
-    """``yaml.safe_load`` with errors turned into one line naming ``source``, line and column."""
+    """``yaml.safe_load`` with errors turned into one line naming ``source``, line and column;
+    a key given twice in one mapping is an error too (see :func:`_refuse_duplicate_keys`)."""
+    loader: yaml.SafeLoader | None = None
     try:
-        return yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters at once
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_duplicate_keys(loader, node, source)
+        return loader.construct_document(node)
+    except NncliError:
+        raise
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
@@ -495,6 +574,9 @@ def parse_yaml(text: str, source: str) -> Any:
         # 13), `!!float abc`, an empty `!!int`, `!!bool maybe` or an int of 5000 digits.
         raise NncliError(f"{source}: invalid YAML value: {type(exc).__name__}: {exc}") \
             from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
@@ -542,6 +624,23 @@ def apply_overrides(raw: Any, overrides: list[str] | tuple[str, ...]) -> dict[st
     return doc
 
 
+CONFIG_MAX_BYTES = 1 << 20  # 1 MiB: configs are a few hundred bytes; YAML costs ~300x its size
+
+
+def _config_size(path: Path) -> str:
+    """The size of an over-long config for its error: exact for a regular file."""
+    import os
+    import stat
+
+    try:
+        info = os.stat(path)
+    except OSError:
+        info = None
+    if info is not None and stat.S_ISREG(info.st_mode):
+        return f"{info.st_size:,} bytes"
+    return f"more than {CONFIG_MAX_BYTES:,} bytes"
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read, override and validate the YAML config at ``path``.
 
@@ -550,7 +649,13 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:  # at most the limit + 1 bytes are ever read
+            data = handle.read(CONFIG_MAX_BYTES + 1)
+        if len(data) > CONFIG_MAX_BYTES:
+            raise NncliError(f"{path}: the config file is {_config_size(path)}, over "
+                             f"the limit of {CONFIG_MAX_BYTES:,} bytes (a config is a few "
+                             f"hundred bytes; data belongs in data.train)")
+        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except FileNotFoundError:
         raise NncliError(f"{path}: config file not found") from None
     except IsADirectoryError:

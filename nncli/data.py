@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import difflib
 import logging
-import math
-import warnings
+import re
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +65,10 @@ class Normalization:
         With ``overwrite`` and X already of ``dtype`` (and writeable), X itself is normalized
         in place instead of copied — the caller no longer needs the raw values, and a
         60,000 x 784 training set then costs its size once, not twice.
-        A value that does not fit ``dtype`` (e.g. beyond float32's ~3.4e38) is an error naming
-        the example: ``where(i)`` describes row i (default ``example i+1``).
+        A value that does not fit ``dtype`` after normalization (beyond float32's ~3.4e38 or
+        float64's ~1.8e308) is an error naming the example (``where(i)`` describes row i,
+        default ``example i+1``), the feature and the value; NumPy's overflow warnings are
+        not raised as such.
         """
         in_place = (overwrite and X.dtype == np.dtype(dtype) and X.flags.writeable
                     and X.flags.c_contiguous)
@@ -75,19 +77,31 @@ class Normalization:
         out = X if in_place else np.empty(X.shape, dtype=dtype)
         for rows in row_blocks(X):
             block = X[rows].astype(np.float64)
-            if self.shift is not None:
-                block -= self.shift
-                block /= self.scale
-            with np.errstate(over="ignore"):
+            with np.errstate(over="ignore", invalid="ignore"):
+                if self.shift is not None:
+                    block -= self.shift
+                    block /= self.scale
                 out[rows] = block
-            finite = np.isfinite(out[rows]).all(axis=1)
+            finite = np.isfinite(out[rows])
             if not finite.all():
-                row = rows.start + int(np.flatnonzero(~finite)[0])
-                place = where(row) if where else f"example {row + 1}"
-                raise NncliError(f"{place}: a feature value is out of the {np.dtype(dtype)} "
-                                 f"range after normalization (use train.dtype: float64 or "
-                                 f"rescale the data)")
+                row, column = (int(i) for i in np.argwhere(~finite)[0])
+                self._out_of_range(X, rows.start + row, column, dtype, where)
         return out
+
+    def _out_of_range(self, X: np.ndarray, row: int, column: int, dtype: str | np.dtype,
+                      where: Callable[[int], str] | None) -> None:
+        """Raise the error for X[row, column], which does not fit ``dtype`` once normalized
+        (X itself may already be overwritten in place: then the value is not quoted)."""
+        place = where(row) if where else f"example {row + 1}"
+        dtype = np.dtype(dtype)
+        value = X[row, column]
+        quoted = f" {float(value):.6g}" if np.isfinite(value) and abs(value) > 1 else ""
+        how = "once normalized as (x - shift) / scale" if self.shift is not None else "as is"
+        limit = f"{float(np.finfo(dtype).max):.2g}" if dtype.kind == "f" else "its range"
+        advice = ("rescale the data" if dtype == np.float64 else
+                  "train with train.dtype: float64, or rescale the data")
+        raise NncliError(f"{place}: feature {column + 1}: the value{quoted} does not fit "
+                         f"{dtype} {how} ({dtype} ends near {limit}; {advice})")
 
     @staticmethod
     def rows_of(raw: RawData, index: np.ndarray | None = None) -> Callable[[int], str]:
@@ -137,30 +151,49 @@ def is_number(text: str) -> bool:
     return True
 
 
-def canonical_label(value: object) -> str:
-    """A label as a class name: numbers lose a trailing ``.0`` so 3, 3.0 and "3" agree."""
-    text = str(value).strip()
+# A label that is a number: decimal digits (ASCII only: "١٢" is not 12), an optional
+# fraction and exponent. Not "nan", "inf", "1_000" or "0x10", which float() or int() accept.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_MAX_INT_DIGITS = 4000  # integral labels up to this many digits are written out exactly
+
+
+def _label_number(text: str) -> Decimal | None:
+    """The exact value of a numeric label (see ``_DECIMAL``), or None."""
+    if not _DECIMAL.fullmatch(text):
+        return None
     try:
-        number = float(text)
-    except ValueError:
+        return Decimal(text)
+    except ArithmeticError:  # not reached for text that matches _DECIMAL
+        return None
+
+
+def canonical_label(value: object) -> str:
+    """A label as a class name: an integral number is written as its exact integer, so 3,
+    3.0, "3", "+3" and "3e0" agree, while 12345678901234567890 and 12345678901234567891 stay
+    two classes (no trip through float64). Other text, non-integral numbers included, is
+    kept as it is (stripped)."""
+    text = str(value).strip()
+    number = _label_number(text)
+    if number is None or number != number.to_integral_value() \
+            or number.adjusted() > _MAX_INT_DIGITS:
         return text
-    if math.isfinite(number) and number.is_integer():
-        return str(int(number))
-    return text
+    return str(int(number))
 
 
 def sort_classes(names: Sequence[str]) -> list[str]:
-    """Sorted class names: numerically when every name is a number, else by name."""
+    """Sorted class names: numerically (by exact value, so 12345678901234567890 <
+    12345678901234567891, and 7 < 12.5 < 100) when every name is a number, else by name."""
     unique = sorted(set(names))
-    try:
-        return sorted(unique, key=float)
-    except ValueError:
+    values = [_label_number(name) for name in unique]
+    if any(v is None for v in values):
         return unique
+    return [name for _, name in sorted(zip(values, unique))]
 
 
 def encode_labels(labels: np.ndarray, classes: Sequence[str], source: str,
                   lines: np.ndarray | None = None) -> np.ndarray:
-    """Class indices (N,) for string labels (N,); unknown labels are an error naming one."""
+    """Class indices (N,) for string labels (N,); unknown labels are an error naming one
+    (and up to 20 of the model's classes)."""
     index = {name: i for i, name in enumerate(classes)}
     uniq, inverse = np.unique(labels, return_inverse=True)
     mapping = np.empty(len(uniq), dtype=np.int64)
@@ -168,8 +201,10 @@ def encode_labels(labels: np.ndarray, classes: Sequence[str], source: str,
         if name not in index:
             row = int(np.flatnonzero(labels == name)[0])
             where = f"line {int(lines[row])}" if lines is not None else f"example {row + 1}"
-            raise NncliError(f"{source}: {where}: label '{name}' is not one of the model's "
-                             f"classes ({', '.join(classes)})")
+            shown = ", ".join(classes[:20]) + (f", ... ({len(classes):,} in all)"
+                                               if len(classes) > 20 else "")
+            raise NncliError(f"{source}: {where}: label '{name[:200]}' is not one of the "
+                             f"model's classes ({shown})")
         mapping[j] = index[name]
     return mapping[inverse.reshape(-1)]
 
@@ -198,81 +233,32 @@ def _column_index(header: list[str], label_column: str, path: Path) -> int:
     return hits[0]
 
 
-def _diagnose_table(path: Path, delimiter: str, n_columns: int, label_index: int) -> NncliError:
-    """Find the first bad row the slow, exact way, after the fast reader failed."""
-    import csv
-
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
-        next(reader, None)
-        for row in reader:
-            line = reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) != n_columns:
-                return NncliError(f"{path}: line {line}: expected {n_columns} fields like the "
-                                  f"header, got {len(row)}")
-            for col, cell in enumerate(row):
-                if col == label_index:
-                    if not cell.strip():
-                        return NncliError(f"{path}: line {line}: missing label")
-                    continue
-                if not cell.strip():
-                    return NncliError(f"{path}: line {line}, column {col + 1}: missing value")
-                try:
-                    value = float(cell)
-                except ValueError:
-                    return NncliError(f"{path}: line {line}, column {col + 1}: "
-                                      f"not a number: {cell.strip()[:40]!r}")
-                if not math.isfinite(value):
-                    return NncliError(f"{path}: line {line}, column {col + 1}: "
-                                      f"non-finite value {cell.strip()!r}")
-    return NncliError(f"{path}: could not parse the table")
-
-
 def read_table(path: Path, data_cfg: DataConfig) -> RawData:
     """A delimited text table with a header; ``data_cfg.label_column`` holds the labels.
 
-    Every other column is a numeric feature. Returns X: (N, D) float64.
+    Every other column is a numeric feature. Returns X: (N, D) float64. The rows are parsed
+    in chunks (:mod:`nncli.tables`), so memory grows with the data present, and a signal
+    is handled between chunks.
     """
-    import csv
+    from nncli.tables import TableFile
+    from nncli.testhooks import pause_here
 
     delimiter = TABLE_SUFFIXES[path.suffix.lower()]
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:  # tolerate Excel's BOM
-            header = next(csv.reader(handle, delimiter=delimiter), None)
-    except UnicodeDecodeError:
-        raise NncliError(f"{path}: not a UTF-8 text table") from None
-    if not header or not any(h.strip() for h in header):
-        raise NncliError(f"{path}: empty table (expected a header line)")
-    header = [h.strip() for h in header]
-    label_index = _column_index(header, data_cfg.label_column, path)
-    feature_idx = [i for i in range(len(header)) if i != label_index]
-    if not feature_idx:
-        raise NncliError(f"{path}: no feature columns besides '{data_cfg.label_column}'")
-    try:
-        with warnings.catch_warnings():  # "input contained no data" etc.: we report it ourselves
-            warnings.simplefilter("ignore", UserWarning)
-            cells = np.loadtxt(path, delimiter=delimiter, skiprows=1, dtype=str, ndmin=2,
-                               comments=None, quotechar='"', encoding="utf-8")
-        if cells.shape[0] == 0:
-            raise NncliError(f"{path}: the table has a header but no rows")
-        if cells.shape[1] != len(header):
-            raise ValueError("column count differs from header")
-        X = cells[:, feature_idx].astype(np.float64)
-        if not np.isfinite(X).all():
-            raise ValueError("non-finite")
-        labels = np.char.strip(cells[:, label_index])
-        if (labels == "").any():
-            raise ValueError("missing label")
-    except ValueError:
-        raise _diagnose_table(path, delimiter, len(header), label_index) from None
-    labels = np.array([canonical_label(v) for v in labels.tolist()], dtype=str)
+    with TableFile(path, delimiter) as table:  # NncliError if not UTF-8 or a bad header
+        header = table.header
+        if not header or not any(header):
+            raise NncliError(f"{path}: empty table (expected a header line)")
+        label_index = _column_index(header, data_cfg.label_column, path)
+        feature_idx = [i for i in range(len(header)) if i != label_index]
+        if not feature_idx:
+            raise NncliError(f"{path}: no feature columns besides '{data_cfg.label_column}'")
+        pause_here("parse-table")
+        rows = table.read_rows(label_index, canonical_label)
     features = [header[i] for i in feature_idx]
-    _warn_row_index(path, features, X)
-    return RawData(X=X, labels=labels, input_shape=(len(features),), source=str(path),
-                   kind="table", features=features,
-                   label_lines=_row_line_numbers(path, delimiter, len(labels)))
+    _warn_row_index(path, features, rows.X)
+    return RawData(X=rows.X, labels=rows.labels, input_shape=(len(features),),
+                   source=str(path), kind="table", features=features,
+                   label_lines=rows.lines)
 
 
 def _warn_row_index(path: Path, features: list[str], X: np.ndarray) -> None:
@@ -290,29 +276,6 @@ def _warn_row_index(path: Path, features: list[str], X: np.ndarray) -> None:
                         f"'{name}'" if name else "'' (no name)")
 
 
-def _row_line_numbers(path: Path, delimiter: str, n_rows: int) -> np.ndarray:
-    """File line number (N,) of each data row: ``2, 3, ...`` unless blank lines (which the
-    fast reader skips) shift them, in which case the rows are counted the exact way."""
-    with path.open("rb") as handle:
-        newlines, last = 0, b""
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            newlines += chunk.count(b"\n")
-            last = chunk[-1:]
-    physical = newlines + (1 if last not in (b"\n", b"") else 0)
-    if physical - 1 == n_rows:
-        return np.arange(n_rows) + 2
-    import csv
-
-    lines = []
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
-        next(reader, None)
-        for row in reader:
-            if row and not (len(row) == 1 and not row[0].strip()):
-                lines.append(reader.line_num)
-    return np.array(lines) if len(lines) == n_rows else np.arange(n_rows) + 2
-
-
 def _first_non_finite_row(X: np.ndarray) -> int | None:
     """Index of the first row of X: (N, D) holding NaN or inf, checked in blocks of rows so
     that no full-size boolean temporary is made; None if all are finite."""
@@ -325,25 +288,31 @@ def _first_non_finite_row(X: np.ndarray) -> int | None:
 
 def read_npz(path: Path, data_cfg: DataConfig) -> RawData:
     """An ``.npz`` with ``X`` (N, D) or (N, H, W[, C]) and ``y`` (N,). Never unpickles."""
+    from nncli.npzfile import check_members, load_arrays
+
     if not zipfile.is_zipfile(path):  # np.load would try to unpickle anything else
         raise NncliError(f"{path}: not a readable .npz archive (not a zip file)")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [k for k in ("X", "y") if k not in archive.files]
-            if missing:
-                raise NncliError(f"{path}: missing array(s) {', '.join(missing)} "
-                                 f"(has: {', '.join(archive.files) or 'nothing'}); "
-                                 f"expected X (N, D) and y (N,)")
-            X, y = archive["X"], archive["y"]
-    except NncliError:
-        raise
-    except ValueError as exc:
-        if "pickle" in str(exc):
-            raise NncliError(f"{path}: holds pickled Python objects; refusing to load it "
-                             f"(store plain numeric/string arrays)") from None
-        raise NncliError(f"{path}: not a readable .npz archive ({exc})") from None
-    except (OSError, EOFError) as exc:
-        raise NncliError(f"{path}: not a readable .npz archive ({exc})") from None
+    # Every member's declared shape, dtype and size is checked before anything is loaded:
+    # a header declaring terabytes, a zip bomb, Python objects or a huge header is one error.
+    headers = check_members(path, ("X", "y"))
+    missing = [k for k in ("X", "y") if k not in headers]
+    if missing:
+        with zipfile.ZipFile(path) as archive:
+            names = [n.removesuffix(".npy") for n in archive.namelist()]
+        raise NncliError(f"{path}: missing array(s) {', '.join(missing)} "
+                         f"(has: {', '.join(names[:20]) or 'nothing'}); "
+                         f"expected X (N, D) and y (N,)")
+    x_head, y_head = headers["X"], headers["y"]
+    if len(x_head.shape) < 2 or x_head.shape[0] == 0:
+        raise NncliError(f"{path}: X must have shape (N, D) or (N, H, W[, C]) with N > 0, "
+                         f"got {x_head.shape}")
+    if x_head.dtype.kind not in "iuf":
+        raise NncliError(f"{path}: X must be numeric, got dtype {x_head.dtype}")
+    if len(y_head.shape) != 1 or y_head.shape[0] != x_head.shape[0]:
+        raise NncliError(f"{path}: y must have shape ({x_head.shape[0]},) to match X, got "
+                         f"{y_head.shape}")
+    arrays = load_arrays(path, ("X", "y"))
+    X, y = arrays["X"], arrays["y"]
     if X.ndim < 2 or X.shape[0] == 0:
         raise NncliError(f"{path}: X must have shape (N, D) or (N, H, W[, C]) with N > 0, "
                          f"got {X.shape}")
@@ -395,6 +364,10 @@ def source_kind(path: Path) -> str:
 
 def read_source(path: str | Path, data_cfg: DataConfig) -> RawData:
     """Read any supported source; errors name the path."""
+    from nncli.interrupts import raise_if_interrupted
+    from nncli.testhooks import pause_here
+
+    pause_here("load")  # tests send signals at this phase
     path = Path(path)
     if not path.exists():
         hint = ""
@@ -405,6 +378,7 @@ def read_source(path: str | Path, data_cfg: DataConfig) -> RawData:
                     f"path)")
         raise NncliError(f"{path}: no such file or folder{hint}")
     raw = SOURCES[source_kind(path)](path, data_cfg)
+    raise_if_interrupted()  # a SIGINT/SIGTERM whose exception C code swallowed meanwhile
     if raw.X.shape[0] == 0:
         raise NncliError(f"{path}: contains no examples")
     return raw

@@ -74,6 +74,7 @@ import numpy as np
 
 from nncli.config import Config
 from nncli.data import class_weight_vector, load_training_data
+from nncli.errors import NncliError
 from nncli.losses import data_loss
 from nncli.model import MLP, model_from_config
 
@@ -307,6 +308,19 @@ def sample_entries(shape: tuple[int, ...], n: int | None, rng: np.random.Generat
     return flat
 
 
+def check_options(samples: int | None, tol: float) -> None:
+    """Refuse a tolerance that is not a finite number >= 0 (NaN would pass every check: no
+    error compares greater than it) and a sample count that is not a positive integer."""
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) \
+            or tol < 0:
+        raise NncliError(f"gradcheck tolerance {tol!r}: expected a finite number >= 0, "
+                         f"e.g. --tol 1e-6")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int)
+                                or samples < 1):
+        raise NncliError(f"gradcheck samples {samples!r}: expected a positive integer, or "
+                         f"None (all entries)")
+
+
 def check_gradients(model: MLP, X: np.ndarray, y: np.ndarray, loss_type: str = "softmax",
                     reg_lambda: float = 0.0, margin: float = 1.0,
                     class_weights: np.ndarray | None = None, samples: int | None = None,
@@ -318,6 +332,7 @@ def check_gradients(model: MLP, X: np.ndarray, y: np.ndarray, loss_type: str = "
     entries per parameter instead of all (see :func:`sample_entries`); ``progress`` is called
     as described at :data:`Progress`. Returns a :class:`GradcheckReport`.
     """
+    check_options(samples, tol)
     rng = rng if rng is not None else np.random.default_rng(0)
     objective = _Objective(model, X, y, loss_type, reg_lambda, margin, class_weights)
     grads, scales = objective.analytic()
@@ -358,6 +373,7 @@ def gradcheck_config(cfg: Config, samples: int | None = DEFAULT_SAMPLES, tol: fl
     the seed, and class weights and lambda are those of the config. ``samples`` as in
     :func:`check_gradients` (default :data:`DEFAULT_SAMPLES`, as the CLI; None for all).
     """
+    check_options(samples, tol)  # before the data is read
     data = load_training_data(cfg, splits=("train",), dtype="float64")
     rng = np.random.default_rng([cfg.seed, 3])
     n = data.train.X.shape[0]

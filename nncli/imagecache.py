@@ -23,7 +23,7 @@ from nncli.checkpoint import atomic_write_bytes
 
 log = logging.getLogger("nncli")
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: only nncli.images.FORMATS are images
 
 
 def _why(exc: BaseException) -> str:

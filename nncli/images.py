@@ -64,6 +64,8 @@ import math
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -99,6 +101,11 @@ PARALLEL_MIN_SECONDS = 0.25  # estimated serial decode time below which a pool i
 SPAWN_MIN_SECONDS = 1.5  # the same for processes that are spawned rather than forked
 THREAD_MIN_SECONDS = 0.002  # images slower than this to decode go to threads ...
 THREAD_MIN_BYTES = 1 << 16  # ... as do images with more bytes than this; else processes
+# The formats nncli decodes (Pillow format names), passed to Image.open(formats=...): plain
+# raster formats Pillow decodes itself. Never EPS/PDF (Pillow hands them to Ghostscript) or
+# the rarer plugins; a file with another extension is skipped as a non-image.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "TGA")
+PARENT_POLL_SECONDS = 0.5  # how often a decode worker checks that its parent still lives
 MAX_CHUNK = 1024  # images per task; large chunks amortize the per-task overhead
 CHUNK_BYTES = 32 << 20  # ... but a task's result stays below this many bytes
 
@@ -134,11 +141,41 @@ def _to_mode(im: PILImage.Image, mode: str) -> PILImage.Image:
     return im if im.mode == mode else im.convert(mode)
 
 
-def _decode(path: str | Path, size: tuple[int, int] | None, mode: str) -> np.ndarray:
-    """Decode one image to (H, W, C) uint8. Raises Pillow's errors (OSError, ...)."""
+def image_extensions() -> frozenset[str]:
+    """File extensions (lower case, with the dot) of the :data:`FORMATS` this Pillow has."""
     from PIL import Image
 
-    with Image.open(path) as im:
+    return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items()
+                     if fmt in FORMATS)
+
+
+# Pillow's own DecompressionBombWarning, which nncli replaces by one `warning:` line.
+_BOMB_WARNING = r"Image size \(\d+ pixels\) exceeds limit of \d+ pixels"
+
+
+def ignore_pillow_bomb_warnings() -> None:
+    """Silence Pillow's raw DecompressionBombWarning (that message only) in this process:
+    nncli reports large images itself (one logged warning for all of them), and images
+    over twice Pillow's limit still fail with its DecompressionBombError. Called before
+    each decode (re-adding a filter replaces it) and in each decode worker."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=_BOMB_WARNING, module=r"PIL\.")
+
+
+def _decode(path: str | Path, size: tuple[int, int] | None, mode: str,
+            large: list[tuple[str, int]] | None = None) -> np.ndarray:
+    """Decode one image to (H, W, C) uint8. Raises Pillow's errors (OSError, ...).
+
+    Only :data:`FORMATS` are recognized. An image over Pillow's ``MAX_IMAGE_PIXELS``
+    (a possible decompression bomb, decoded all the same) is appended to ``large`` as
+    (path, pixels)."""
+    from PIL import Image
+
+    with Image.open(path, formats=FORMATS) as im:
+        limit = Image.MAX_IMAGE_PIXELS
+        if large is not None and limit and im.size[0] * im.size[1] > limit:
+            large.append((str(path), im.size[0] * im.size[1]))
         if size is not None or mode == "L":
             # JPEG only: decode the luma plane alone for L, and scale by 1/2, 1/4 or 1/8 in
             # the DCT while both sides stay >= REDUCING_GAP x the target (EXIF may rotate).
@@ -175,9 +212,18 @@ def load_image(path: str | Path, size: Sequence[int] | None, mode: str) -> np.nd
     Decoded exactly as for training (see the module docstring); ``size`` is
     (width, height) or None for the image's own size. Errors name the file.
     """
-    size = _check_settings(size, mode)
+    large: list[tuple[str, int]] = []
+    pixels = _load_image(path, _check_settings(size, mode), mode, large)
+    _warn_large([], large)
+    return pixels
+
+
+def _load_image(path: str | Path, size: tuple[int, int] | None, mode: str,
+                large: list[tuple[str, int]]) -> np.ndarray:
+    """:func:`load_image` with checked settings, collecting a too-large image in ``large``."""
+    ignore_pillow_bomb_warnings()
     try:
-        return _decode(path, size, mode)
+        return _decode(path, size, mode, large)
     except FileNotFoundError:
         raise NncliError(f"{path}: no such file") from None
     except Exception as exc:  # Pillow raises many types for bad data
@@ -202,35 +248,102 @@ class _Failure:
     message: str
 
 
+_Chunk = tuple[np.ndarray, _Failure | None, list[tuple[str, int]]]
+
+
 def _decode_chunk(paths: Sequence[str], start: int, size: tuple[int, int] | None, mode: str,
-                  reference: tuple[str, tuple[int, ...]]) -> tuple[np.ndarray, _Failure | None]:
+                  reference: tuple[str, tuple[int, ...]]) -> _Chunk:
     """Decode ``paths`` (rows ``start:start+len(paths)``) into rows (len(paths), D) uint8.
 
     Stops at the first bad file and returns it as a :class:`_Failure` with the rows so far;
-    ``reference`` (path, (H, W, C)) is the shape every image must have.
+    ``reference`` (path, (H, W, C)) is the shape every image must have. Also returns the
+    (path, pixels) of images over Pillow's decompression-bomb limit.
     """
     ref_path, ref_shape = reference
     rows = np.empty((len(paths), math.prod(ref_shape)), dtype=np.uint8)
+    large: list[tuple[str, int]] = []
     for offset, path in enumerate(paths):
         try:
-            pixels = _decode(path, size, mode)
+            pixels = _decode(path, size, mode, large)
         except Exception as exc:  # Pillow raises many types for bad data
             failure = _Failure(start + offset,
                                f"{path}: cannot decode image ({_reason(exc, path)})")
-            return rows[:offset], failure
+            return rows[:offset], failure, large
         if pixels.shape != ref_shape:
             failure = _Failure(start + offset,
                                f"{ref_path} is {ref_shape[1]}x{ref_shape[0]} but {path} is "
                                f"{pixels.shape[1]}x{pixels.shape[0]} — set data.image.size: "
                                f"[width, height] to resize all images to one size")
-            return rows[:offset], failure
+            return rows[:offset], failure, large
         rows[offset] = pixels.reshape(-1)
-    return rows, None
+    return rows, None, large
 
 
-def _ignore_sigint() -> None:
-    """Worker initializer: Ctrl-C is the parent's to handle (it cancels the pool)."""
+# ---------------------------------------------------------------- worker processes
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else (pid reused): not our parent
+        return False
+    return True
+
+
+def _set_parent_death_signal() -> None:
+    """Linux: have the kernel SIGKILL this process when its parent dies
+    (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); elsewhere, or if libc will not, nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _watch_parent(parent: int, ppid: int) -> None:
+    """Worker thread, the portable fallback: exit at once when the parent is gone (our
+    parent pid changes when we are re-parented, or ``parent`` no longer exists)."""
+    while True:
+        time.sleep(PARENT_POLL_SECONDS)
+        if os.getppid() != ppid or not _alive(parent):
+            os._exit(1)
+
+
+def _worker_init(parent: int, direct: bool) -> None:
+    """Decode worker initializer: die with the parent, leave Ctrl-C to it.
+
+    A worker whose parent is SIGKILLed (or OOM-killed) would otherwise wait on its task
+    pipe forever. ``parent`` is the pid of the process that made the pool; ``direct``:
+    the worker is its child (fork, spawn), not a forkserver's (which exits with the
+    parent). Ctrl-C is ignored: the parent handles it and stops the pool.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_pillow_bomb_warnings()
+    _set_parent_death_signal()
+    ppid = os.getppid()
+    # The parent may have died before prctl took effect: then it never will fire.
+    if (direct and ppid != parent) or not _alive(parent):
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent, ppid), daemon=True,
+                     name="nncli-watch-parent").start()
+
+
+def _kill_workers(executor: Executor) -> None:
+    """Stop a process pool's workers now (the parent is being interrupted): their chunks
+    are of no use any more, and a chunk may take long."""
+    processes = getattr(executor, "_processes", None) or {}
+    for process in list(processes.values()):
+        try:
+            process.kill()
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 def available_cpus() -> int:
@@ -243,15 +356,21 @@ def available_cpus() -> int:
 
 def _decode_into(X: np.ndarray, paths: Sequence[str], size: tuple[int, int] | None, mode: str,
                  reference: tuple[str, tuple[int, ...]], workers: int, pool: str,
-                 progress: ProgressFn | None) -> _Failure | None:
+                 progress: ProgressFn | None,
+                 large: list[tuple[str, int]]) -> _Failure | None:
     """Fill X (N, D) from ``paths`` in chunks, in-process (workers=1) or on a pool of
-    ``pool`` ("process" or "thread"); returns the first failure (by file order) or None."""
+    ``pool`` ("process" or "thread"); returns the first failure (by file order) or None.
+    Images over Pillow's decompression-bomb limit are added to ``large``."""
+    from nncli.testhooks import pause_here
+
     n = len(paths)
     chunk = max(1, min(MAX_CHUNK, CHUNK_BYTES // max(1, X.shape[1]), -(-n // (workers * 4))))
     bounds = range(0, n, chunk)
     if workers == 1:
         for lo in bounds:
-            rows, failure = _decode_chunk(paths[lo:lo + chunk], lo, size, mode, reference)
+            rows, failure, big = _decode_chunk(paths[lo:lo + chunk], lo, size, mode,
+                                               reference)
+            large.extend(big)
             X[lo:lo + len(rows)] = rows
             if failure is not None:
                 return failure
@@ -260,7 +379,11 @@ def _decode_into(X: np.ndarray, paths: Sequence[str], size: tuple[int, int] | No
         return None
     executor: Executor
     if pool == "process":
-        executor = ProcessPoolExecutor(workers, initializer=_ignore_sigint)
+        method = (multiprocessing.get_start_method(allow_none=True)  # without fixing it
+                  or multiprocessing.get_all_start_methods()[0])
+        direct = method != "forkserver"
+        executor = ProcessPoolExecutor(workers, initializer=_worker_init,
+                                       initargs=(os.getpid(), direct))
     else:
         executor = ThreadPoolExecutor(workers, thread_name_prefix="nncli-decode")
     first: _Failure | None = None  # the earliest bad file (by index) seen so far
@@ -268,10 +391,12 @@ def _decode_into(X: np.ndarray, paths: Sequence[str], size: tuple[int, int] | No
         futures = {executor.submit(_decode_chunk, paths[lo:lo + chunk], lo, size, mode,
                                    reference): lo for lo in bounds}
         pending, done_count = set(futures), 0
+        pause_here("decode")  # tests send signals here, the pool's workers running
         while pending:
             done, pending = wait_futures(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                rows, failure = future.result()  # re-raises a crashed worker's exception
+                rows, failure, big = future.result()  # re-raises a crashed worker's error
+                large.extend(big)
                 lo = futures[future]
                 X[lo:lo + len(rows)] = rows
                 done_count += len(rows)
@@ -288,6 +413,10 @@ def _decode_into(X: np.ndarray, paths: Sequence[str], size: tuple[int, int] | No
                 pending -= later
             elif progress is not None:
                 progress(done_count, n)
+    except BaseException:  # KeyboardInterrupt (SIGINT/SIGTERM) above all: stop at once
+        if pool == "process":
+            _kill_workers(executor)
+        raise
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
     return first
@@ -305,7 +434,9 @@ def decode_images(paths: Sequence[str], size: Sequence[int] | None, mode: str, *
     ``PARALLEL_MIN_SECONDS`` judging by the first image. ``pool`` is ``process`` (falls
     back to threads if processes cannot start), ``thread`` or None: threads for images
     that are slow to decode or large (the GIL is then mostly released, and large rows
-    are costly to send between processes), else processes.
+    are costly to send between processes), else processes. With ``pool`` None, the
+    environment variable ``NNCLI_DECODE_POOL=process`` (or ``thread``) forces that pool on
+    all cores (``workers`` still limits it).
     """
     size = _check_settings(size, mode)
     if pool not in (None, "process", "thread"):
@@ -313,10 +444,16 @@ def decode_images(paths: Sequence[str], size: Sequence[int] | None, mode: str, *
     if not paths:
         raise ValueError("no images to decode")
     started = time.perf_counter()
-    first = load_image(paths[0], size, mode)
+    first_large: list[tuple[str, int]] = []
+    first = _load_image(paths[0], size, mode, first_large)
+    first_pixels = first_large[0][1] if first_large else 0
     seconds = time.perf_counter() - started
     shape = (first.shape[0], first.shape[1], first.shape[2])
     n = len(paths)
+    forced = os.environ.get("NNCLI_DECODE_POOL", "").strip().lower()
+    if pool is None and forced in ("process", "thread"):
+        pool = forced  # the override: this pool, on all cores, whatever the estimate
+        workers = available_cpus() if workers is None else workers
     if pool is None:
         slow = seconds > THREAD_MIN_SECONDS or first.size > THREAD_MIN_BYTES
         pool = "thread" if slow else "process"
@@ -330,16 +467,33 @@ def decode_images(paths: Sequence[str], size: Sequence[int] | None, mode: str, *
     workers = max(1, min(workers, n))
     X = np.empty((n, first.size), dtype=np.uint8)
     reference = (paths[0], shape)
+    large: list[tuple[str, int]] = []
     try:
-        failure = _decode_into(X, paths, size, mode, reference, workers, pool, progress)
+        failure = _decode_into(X, paths, size, mode, reference, workers, pool, progress, large)
     except (OSError, ImportError, NotImplementedError, BrokenProcessPool) as exc:
         if pool != "process" or workers == 1:
             raise
         log.debug("process pool failed (%s); decoding with threads", _reason(exc))
-        failure = _decode_into(X, paths, size, mode, reference, workers, "thread", progress)
+        large.clear()
+        failure = _decode_into(X, paths, size, mode, reference, workers, "thread", progress,
+                               large)
     if failure is not None:
         raise NncliError(failure.message)
+    _warn_large([(str(paths[0]), first_pixels)] if first_pixels else [], large)
     return X, shape
+
+
+def _warn_large(first: list[tuple[str, int]], large: list[tuple[str, int]]) -> None:
+    """One warning for all images over Pillow's decompression-bomb limit (decoded anyway;
+    over twice the limit Pillow refuses, and the file is an error)."""
+    from PIL import Image
+
+    found = sorted(set(first + large))
+    if found:
+        path, pixels = max(found, key=lambda item: item[1])
+        log.warning("%d image(s) exceed Pillow's decompression-bomb limit of %s pixels, "
+                    "e.g. %s with %s pixels; decoded anyway (over twice the limit is an "
+                    "error)", len(found), f"{Image.MAX_IMAGE_PIXELS:,}", path, f"{pixels:,}")
 
 
 # ---------------------------------------------------------------- listing a folder
@@ -364,28 +518,42 @@ class Listing:
                                digest_size=16).hexdigest()
 
 
-def _walk_class(root: str, rel_dir: str, seen: set[tuple[int, int]],
-                out: list[tuple[str, int, int]]) -> None:
-    """Append (relative path, size, mtime_ns) of every non-hidden file under rel_dir."""
-    with os.scandir(os.path.join(root, rel_dir)) as entries:
-        subdirs = []
-        for entry in entries:
-            name = entry.name
-            if name.startswith("."):
-                continue
-            try:
-                st = entry.stat()
-            except OSError:  # a dangling symlink or a file that just vanished
-                continue
-            rel = f"{rel_dir}/{name}"
-            if entry.is_dir():
-                if (st.st_dev, st.st_ino) not in seen:  # symlink loops
-                    seen.add((st.st_dev, st.st_ino))
-                    subdirs.append(rel)
-            elif entry.is_file():
-                out.append((rel, st.st_size, st.st_mtime_ns))
-    for rel in subdirs:
-        _walk_class(root, rel, seen, out)
+def _inside(path: str, folder: str) -> bool:
+    """Whether the real path ``path`` is ``folder`` or under it (both real paths)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _walk_class(root: str, rel_dir: str, root_real: str, seen: set[tuple[int, int]],
+                out: list[tuple[str, int, int]], links_skipped: list[str]) -> None:
+    """Append (relative path, size, mtime_ns) of every non-hidden file under rel_dir.
+
+    Iterative (any depth, no recursion limit). A symlink to a folder is followed only when
+    it leads outside the image folder ``root_real`` (its real path): one leading back
+    inside — to an ancestor, to another class, to a folder of this class — would count
+    images twice or under the wrong class; it is appended to ``links_skipped``. Each real
+    folder is listed once (``seen`` holds (st_dev, st_ino)), so links cannot loop.
+    """
+    stack = [rel_dir]
+    while stack:
+        current = stack.pop()
+        with os.scandir(os.path.join(root, current)) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue
+                try:
+                    st = entry.stat()
+                except OSError:  # a dangling symlink or a file that just vanished
+                    continue
+                rel = f"{current}/{name}"
+                if entry.is_dir():
+                    if entry.is_symlink() and _inside(os.path.realpath(entry.path), root_real):
+                        links_skipped.append(rel)
+                    elif (st.st_dev, st.st_ino) not in seen:
+                        seen.add((st.st_dev, st.st_ino))
+                        stack.append(rel)
+                elif entry.is_file():
+                    out.append((rel, st.st_size, st.st_mtime_ns))
 
 
 def list_folder(path: Path) -> Listing:
@@ -406,10 +574,12 @@ def list_folder(path: Path) -> Listing:
                     loose.append(entry.name)
         classes.sort()
         files = []
+        root_real = os.path.realpath(root)
+        links_skipped: list[str] = []
         for name in classes:
             found: list[tuple[str, int, int]] = []
             st = os.stat(os.path.join(root, name))
-            _walk_class(root, name, {(st.st_dev, st.st_ino)}, found)
+            _walk_class(root, name, root_real, {(st.st_dev, st.st_ino)}, found, links_skipped)
             found.sort()
             files.append(found)
     except NotADirectoryError:
@@ -417,6 +587,10 @@ def list_folder(path: Path) -> Listing:
     except OSError as exc:
         where = exc.filename or path
         raise NncliError(f"{where}: cannot read folder ({exc.strerror or exc})") from None
+    if links_skipped:
+        log.warning("%s: skipped %d symlinked folder(s) leading back inside the image folder "
+                    "(their images would count twice), e.g. %s", path, len(links_skipped),
+                    os.path.join(path, sorted(links_skipped)[0]))
     return Listing(classes, files, sorted(loose))
 
 
@@ -426,9 +600,7 @@ def list_folder(path: Path) -> Listing:
 def _image_files(path: Path, listing: Listing) -> tuple[list[list[str]], int, str | None]:
     """Per class, the image files (relative paths); plus the count and an example of the
     files skipped for a non-image extension. Errors name an empty folder."""
-    from PIL import Image
-
-    extensions = set(Image.registered_extensions())
+    extensions = image_extensions()
     if not listing.classes:
         if listing.loose:
             raise NncliError(f"{path}: no class subfolders (found {len(listing.loose)} files "

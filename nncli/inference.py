@@ -9,11 +9,10 @@ images, an image model given table rows. What ``predict`` reads is in
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +32,9 @@ from nncli.data import (
 )
 from nncli.errors import NncliError
 from nncli.losses import softmax
-from nncli.metrics import average_report, confusion_matrix, evaluate, per_class_report
+from nncli.metrics import Confusion, average_report, check_scores, evaluate, per_class_report
 from nncli.streaming import Failure, Rows, TableReader, image_batches, numbers_in
+from nncli.text import printable, surrogates_as_bytes, tsv_cell
 
 # ---------------------------------------------------------------- what a checkpoint expects
 
@@ -104,8 +104,11 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
 
     Returns SPEC's ``eval --json`` object: n, loss, data_loss, reg_loss, accuracy, classes,
     per_class {precision, recall, f1, support}, macro_avg and weighted_avg {precision,
-    recall, f1, support}, confusion (rows true, columns predicted). Table columns are
-    matched to the training columns by name.
+    recall, f1, support}, confusion (rows true, columns predicted; above
+    :data:`CONFUSION_MAX_CLASSES` classes ``confusion_pairs`` instead, see
+    :func:`confusion_fields`). Table columns are matched to the training columns by name.
+    Inputs whose normalized values or scores overflow the model's dtype are an error naming
+    the file and line (or example).
     """
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt.config
@@ -115,10 +118,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
     raw = align_features(raw, ckpt.extra.get("features"), "eval")
     check_shape(raw, ckpt.input_shape, "eval")
     y = encode_labels(raw.labels, ckpt.classes, raw.source, raw.label_lines)
-    X = ckpt.normalization.apply(raw.X, ckpt.model.dtype, Normalization.rows_of(raw))
+    where = Normalization.rows_of(raw)
+    X = ckpt.normalization.apply(raw.X, ckpt.model.dtype, where)
+    from nncli.testhooks import pause_here  # tests send signals at this phase
+
+    pause_here("eval")
     result = evaluate(ckpt.model, X, y, cfg.loss.type, cfg.loss.margin,
-                      checkpoint_class_weights(ckpt), cfg.reg_lambda, batch_size)
-    confusion = confusion_matrix(y, result.predictions, len(ckpt.classes))
+                      checkpoint_class_weights(ckpt), cfg.reg_lambda, batch_size, where)
+    confusion = Confusion.of(y, result.predictions, len(ckpt.classes))
     return {
         "n": result.n,
         "loss": result.loss,
@@ -128,10 +135,25 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
         "classes": list(ckpt.classes),
         "per_class": per_class_report(confusion, ckpt.classes),
         **average_report(confusion),
-        "confusion": confusion.tolist(),
+        **confusion_fields(confusion, ckpt.classes),
         "checkpoint": str(checkpoint),
         "data": str(data),
     }
+
+
+CONFUSION_MAX_CLASSES = 1000  # eval --json gives the K x K matrix up to this many classes
+
+
+def confusion_fields(confusion: Confusion, classes: Sequence[str]) -> dict[str, Any]:
+    """eval's confusion: ``confusion`` (K x K, rows true, columns predicted) for up to
+    :data:`CONFUSION_MAX_CLASSES` classes; above, where the matrix would be mostly zeros
+    (30,000 classes: 900 million numbers), ``confusion_pairs`` instead: ``[true, predicted,
+    count]`` for each pair that occurs, class names, sorted by true then predicted class."""
+    if confusion.n_classes <= CONFUSION_MAX_CLASSES:
+        return {"confusion": confusion.dense().tolist()}
+    return {"confusion_pairs": [[classes[t], classes[p], int(c)] for t, p, c in
+                                zip(confusion.true.tolist(), confusion.pred.tolist(),
+                                    confusion.count.tolist())]}
 
 
 # ---------------------------------------------------------------- predict
@@ -177,6 +199,9 @@ class Predictor:
         in input order, each batch as soon as its inputs have arrived (rules in
         :mod:`nncli.streaming`). A bad input is a :class:`Failure` in its place; a bad
         header on stdin raises."""
+        from nncli.testhooks import pause_here  # tests send signals at this phase
+
+        pause_here("predict")
         if self.kind == "images":
             for paths in image_batches(inputs, stdin):
                 yield self._predict_images(paths, top_k)
@@ -202,7 +227,11 @@ class Predictor:
         """Softmax of the scores for raw (un-normalized) rows. X_raw: (N, D) -> (N, K);
         ``places[i]`` names row i in errors."""
         X = self.ckpt.normalization.apply(X_raw, self.ckpt.model.dtype, lambda i: places[i])
-        return softmax(self.ckpt.model.forward(X, keep_cache=False))
+        with np.errstate(over="ignore", invalid="ignore"):
+            scores = self.ckpt.model.forward(X, keep_cache=False)
+        check_scores(scores, 0, lambda i: places[i])
+        with np.errstate(over="ignore"):  # s - max(s) may pass -inf: e^-inf is 0 as it should
+            return softmax(scores)
 
     def _predict_matrix(self, X_raw: np.ndarray, names: list[str], places: list[str],
                         top_k: int) -> list[Result]:
@@ -280,31 +309,38 @@ class Predictor:
 # ---------------------------------------------------------------- output
 
 
-# Undecodable bytes of a file name (held as surrogate escapes U+DC80..U+DCFF) as \xNN.
-_BYTE_ESCAPES = {0xDC00 + b: f"\\x{b:02x}" for b in range(0x80, 0x100)}
-_TSV_ESCAPES = {**_BYTE_ESCAPES, ord("\\"): "\\\\", ord("\t"): "\\t", ord("\n"): "\\n",
-                ord("\r"): "\\r"}
-
-
 def escape_cell(text: str, tsv: bool) -> str:
-    """A cell that keeps its output line one line. TSV (as PostgreSQL's COPY text format):
-    backslash, tab, newline and carriage return become ``\\\\``, ``\\t``, ``\\n``, ``\\r``.
-    TSV and CSV: bytes of a file name that are not valid UTF-8 become ``\\xNN``."""
-    return text.translate(_TSV_ESCAPES if tsv else _BYTE_ESCAPES)
+    """A cell that keeps its output record one record, whatever bytes a file or class name
+    holds. TSV: every control character as an escape and ``\\\\`` for a backslash
+    (:func:`nncli.text.tsv_cell`). CSV: as it is — :func:`csv_line` quotes it — but for the
+    bytes of a file name that are not valid UTF-8, which become ``\\xNN`` in both."""
+    return tsv_cell(text) if tsv else surrogates_as_bytes(text)
 
 
-def format_prediction(pred: Prediction, fmt: str, top_k: int) -> str:
-    """One output line: tsv/csv ``input, label, p[, label_2, p_2, ...]`` or a jsonl object."""
+def csv_line(cells: Sequence[str]) -> str:
+    """One CSV record (RFC 4180) without its line ending: a cell holding a comma, a quote,
+    ``\\r`` or ``\\n`` is quoted (quotes doubled), so a name with a line break in it reads
+    back as one field of one record with any CSV reader."""
+    return ",".join(f'"{cell.replace(chr(34), chr(34) * 2)}"' if _CSV_SPECIAL.search(cell)
+                    else cell for cell in cells)
+
+
+_CSV_SPECIAL = re.compile(r'[,"\r\n]')
+
+
+def format_prediction(pred: Prediction, fmt: str, top_k: int, terminal: bool = False) -> str:
+    """One output record: tsv/csv ``input, label, p[, label_2, p_2, ...]`` or a jsonl object.
+
+    Never more than one record per prediction: TSV escapes control characters, CSV quotes
+    fields with line breaks, JSON escapes them. With ``terminal`` (stdout is one), CSV cells
+    show control characters as escapes too, as ``ls`` does, so none reaches the terminal."""
     if fmt == "jsonl":
         label, p = pred.top[0]
         return json.dumps({"input": pred.input, "label": label, "probability": p,
                            "top": [{"label": lab, "probability": q} for lab, q in pred.top]})
     tsv = fmt == "tsv"
-    cells = [escape_cell(pred.input, tsv)]
+    shown = printable if terminal and not tsv else lambda name: escape_cell(name, tsv)
+    cells = [shown(pred.input)]
     for label, p in pred.top[:max(1, top_k)]:
-        cells += [escape_cell(label, tsv), f"{p:.6g}"]
-    if fmt == "tsv":
-        return "\t".join(cells)
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(cells)
-    return buffer.getvalue()
+        cells += [shown(label), f"{p:.6g}"]
+    return "\t".join(cells) if tsv else csv_line(cells)

@@ -3,14 +3,19 @@ their macro and weighted averages."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from nncli.errors import NncliError
 from nncli.losses import LOSSES
 from nncli.model import MLP
+
+log = logging.getLogger("nncli")
 
 
 @dataclass
@@ -28,50 +33,139 @@ class Evaluation:
         return self.data_loss + self.reg_loss
 
 
+SCORE_ELEMENTS = 1 << 22  # scores (rows x classes) computed at once by evaluate, at most
+
+
 def evaluate(model: MLP, X: np.ndarray, y: np.ndarray, loss_type: str = "softmax",
              margin: float = 1.0, class_weights: np.ndarray | None = None,
-             reg_lambda: float = 0.0, batch_size: int = 4096) -> Evaluation:
+             reg_lambda: float = 0.0, batch_size: int = 4096,
+             where: Callable[[int], str] | None = None) -> Evaluation:
     """Loss (weighted as in training), accuracy and predictions, in batches.
 
-    X: (N, D) already normalized, y: (N,) class indices.
+    X: (N, D) already normalized, y: (N,) class indices. A batch holds at most
+    ``batch_size`` rows and :data:`SCORE_ELEMENTS` scores, so memory stays bounded for a
+    model of many classes. NumPy's overflow warnings are never raised as such. With
+    ``where`` (scoring a checkpoint; ``where(i)`` describes row i), scores that overflow
+    the model's dtype (inputs far beyond what it was trained on) are an error naming the
+    example, and a loss that overflows although the scores did not is reported as it is
+    (inf) with one warning; without it (training's validation), they flow into the loss,
+    where training reports divergence.
     """
     n = X.shape[0]
+    rows = max(1, min(batch_size, SCORE_ELEMENTS // max(1, model.sizes[-1])))
     predictions = np.empty(n, dtype=np.int64)
     weighted_sum = 0.0
     weight_total = 0.0
     loss_fn = LOSSES[loss_type]
-    for start in range(0, n, batch_size):
-        yb = y[start:start + batch_size]
-        scores = model.forward(X[start:start + batch_size], keep_cache=False)
-        losses, _ = loss_fn(scores, yb, margin)
-        if class_weights is None:
-            weighted_sum += float(losses.sum(dtype=np.float64))
-            weight_total += len(yb)
-        else:
-            w = class_weights[yb]
-            weighted_sum += float(np.dot(w, losses))
-            weight_total += float(w.sum())
-        predictions[start:start + batch_size] = scores.argmax(axis=1)
+    for start in range(0, n, rows):
+        yb = y[start:start + rows]
+        with np.errstate(over="ignore", invalid="ignore"):
+            scores = model.forward(X[start:start + rows], keep_cache=False)
+        if where is not None:
+            check_scores(scores, start, where)
+        with np.errstate(over="ignore", invalid="ignore"):
+            losses, _ = loss_fn(scores, yb, margin)
+            if class_weights is None:
+                weighted_sum += float(losses.sum(dtype=np.float64))
+                weight_total += len(yb)
+            else:
+                w = class_weights[yb]
+                weighted_sum += float(np.dot(w, losses))
+                weight_total += float(w.sum())
+        predictions[start:start + rows] = scores.argmax(axis=1)
     data_loss = weighted_sum / weight_total if weight_total > 0 else 0.0
+    if where is not None and not math.isfinite(data_loss):
+        log.warning("the %s loss overflows %s on these examples (the scores are finite but "
+                    "far apart); it is reported as %s", loss_type, X.dtype, data_loss)
     accuracy = float((predictions == y).mean()) if n else 0.0
     return Evaluation(n, data_loss, model.reg_loss(reg_lambda), accuracy, predictions)
 
 
+def check_scores(scores: np.ndarray, start: int = 0,
+                 where: Callable[[int], str] | None = None) -> None:
+    """Refuse non-finite scores (N, K) of rows ``start, start+1, ...``: an error naming the
+    first such row (``where(i)``, default ``example i+1``)."""
+    if np.isfinite(scores).all():
+        return
+    row = start + int(np.flatnonzero(~np.isfinite(scores).all(axis=1))[0])
+    place = where(row) if where else f"example {row + 1}"
+    raise NncliError(f"{place}: the model's scores overflow {scores.dtype} (the input "
+                     f"values are far beyond the range the model was trained on; rescale "
+                     f"them like the training data)")
+
+
+@dataclass
+class Confusion:
+    """A confusion matrix over K classes kept sparse: the (true, predicted) pairs that occur
+    and their counts, so 30,000 classes cost what the examples cost, not K x K.
+
+    true, pred, count: (M,) int64, sorted by (true, pred); rows of the dense form are true
+    classes, columns predicted.
+    """
+
+    n_classes: int
+    true: np.ndarray
+    pred: np.ndarray
+    count: np.ndarray
+
+    @classmethod
+    def of(cls, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> Confusion:
+        """Counts of the pairs in y_true, y_pred: (N,) class indices."""
+        flat = y_true.astype(np.int64) * n_classes + y_pred.astype(np.int64)
+        pairs, count = np.unique(flat, return_counts=True)
+        return cls(n_classes, pairs // n_classes, pairs % n_classes, count.astype(np.int64))
+
+    @classmethod
+    def from_dense(cls, matrix: np.ndarray) -> Confusion:
+        """The pairs of a dense (K, K) count matrix."""
+        true, pred = np.nonzero(matrix)
+        return cls(matrix.shape[0], true.astype(np.int64), pred.astype(np.int64),
+                   matrix[true, pred].astype(np.int64))
+
+    def dense(self) -> np.ndarray:
+        """(K, K) counts; rows true classes, columns predicted."""
+        matrix = np.zeros((self.n_classes, self.n_classes), dtype=np.int64)
+        matrix[self.true, self.pred] = self.count
+        return matrix
+
+    def support(self) -> np.ndarray:
+        """(K,) examples per true class."""
+        return np.bincount(self.true, weights=self.count,
+                           minlength=self.n_classes).astype(np.int64)
+
+    def predicted(self) -> np.ndarray:
+        """(K,) examples per predicted class."""
+        return np.bincount(self.pred, weights=self.count,
+                           minlength=self.n_classes).astype(np.int64)
+
+    def correct(self) -> np.ndarray:
+        """(K,) true positives per class (the diagonal)."""
+        hit = self.true == self.pred
+        return np.bincount(self.true[hit], weights=self.count[hit],
+                           minlength=self.n_classes).astype(np.int64)
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """(K, K) counts; rows are true classes, columns predicted. y_true, y_pred: (N,)."""
-    flat = y_true.astype(np.int64) * n_classes + y_pred.astype(np.int64)
-    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    """(K, K) counts; rows are true classes, columns predicted. y_true, y_pred: (N,).
+    For many classes use :class:`Confusion`, which stays sparse."""
+    return Confusion.of(y_true, y_pred, n_classes).dense()
 
 
-def _precision_recall_f1(confusion: np.ndarray
+def _as_confusion(confusion: np.ndarray | Confusion) -> Confusion:
+    return confusion if isinstance(confusion, Confusion) else Confusion.from_dense(
+        np.asarray(confusion))
+
+
+def _precision_recall_f1(confusion: np.ndarray | Confusion
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-class precision, recall, F1 (K,) and support (K,) from a (K, K) confusion matrix
-    (rows true, columns predicted): ``P = tp / predicted``, ``R = tp / support``,
-    ``F1 = 2PR / (P + R)``; a ratio with a zero denominator is 0.0 (scikit-learn's
-    ``zero_division=0``)."""
-    tp = np.diag(confusion).astype(np.float64)
-    predicted = confusion.sum(axis=0).astype(np.float64)
-    support = confusion.sum(axis=1)
+    """Per-class precision, recall, F1 (K,) and support (K,) from a confusion matrix
+    (dense (K, K), rows true, columns predicted, or a :class:`Confusion`):
+    ``P = tp / predicted``, ``R = tp / support``, ``F1 = 2PR / (P + R)``; a ratio with a
+    zero denominator is 0.0 (scikit-learn's ``zero_division=0``)."""
+    pairs = _as_confusion(confusion)
+    tp = pairs.correct().astype(np.float64)
+    predicted = pairs.predicted().astype(np.float64)
+    support = pairs.support()
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = np.where(predicted > 0, tp / predicted, 0.0)
         recall = np.where(support > 0, tp / support, 0.0)
@@ -80,8 +174,10 @@ def _precision_recall_f1(confusion: np.ndarray
     return precision, recall, f1, support
 
 
-def per_class_report(confusion: np.ndarray, classes: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Precision, recall, F1 and support per class from a (K, K) confusion matrix.
+def per_class_report(confusion: np.ndarray | Confusion, classes: Sequence[str]
+                     ) -> dict[str, dict[str, Any]]:
+    """Precision, recall, F1 and support per class from a (K, K) confusion matrix (or a
+    :class:`Confusion`).
 
     A ratio with a zero denominator is reported as 0.0, as scikit-learn does by default.
     """
@@ -93,7 +189,7 @@ def per_class_report(confusion: np.ndarray, classes: Sequence[str]) -> dict[str,
     }
 
 
-def average_report(confusion: np.ndarray) -> dict[str, dict[str, Any]]:
+def average_report(confusion: np.ndarray | Confusion) -> dict[str, dict[str, Any]]:
     """``macro_avg`` and ``weighted_avg`` of the per-class precision, recall and F1 (plus the
     total ``support``), as scikit-learn's ``classification_report`` gives them, from a
     (K, K) confusion matrix.
@@ -104,7 +200,7 @@ def average_report(confusion: np.ndarray) -> dict[str, dict[str, Any]]:
     averaged as it is (not recomputed from the averaged P and R). Zero denominators give 0.0.
     """
     precision, recall, f1, support = _precision_recall_f1(confusion)
-    present = (support > 0) | (confusion.sum(axis=0) > 0)
+    present = (support > 0) | (_as_confusion(confusion).predicted() > 0)
     report: dict[str, dict[str, Any]] = {}
     for name, weights in (("macro_avg", present.astype(np.float64)),
                           ("weighted_avg", support.astype(np.float64))):

@@ -103,17 +103,29 @@ class Failure:
     error: NncliError
 
 
-def _cells(line: str, delimiter: str | None = None) -> list[str]:
+def _cells(line: str, delimiter: str | None = None, place: str = "input") -> list[str]:
     """The cells of one row, split as CSV: on ``delimiter``, else tab if the line holds a
-    tab, else comma."""
+    tab, else comma. A row the csv module refuses — a field longer than its limit
+    (``csv.field_size_limit()``, 131,072 characters), a NUL character — is an error naming
+    ``place``."""
     delimiter = delimiter or ("\t" if "\t" in line else ",")
-    return next(csv.reader(io.StringIO(line), delimiter=delimiter), [])
+    try:
+        return next(csv.reader(io.StringIO(line), delimiter=delimiter), [])
+    except csv.Error as exc:
+        limit = csv.field_size_limit()
+        if "field larger than field limit" in str(exc):
+            raise NncliError(f"{place}: a field is longer than {limit:,} characters (a row of "
+                             f"{len(line):,}); no feature value is that long") from None
+        raise NncliError(f"{place}: cannot split the row into fields ({exc})") from None
 
 
 def numbers_in(text: str) -> int:
     """How many values ``text`` holds when it reads as a table row of two or more numbers
     (so it is no image path), else 0."""
-    cells = _cells(text)
+    try:
+        cells = _cells(text)
+    except NncliError:
+        return 0
     return len(cells) if len(cells) > 1 and all(is_number(c) for c in cells) else 0
 
 
@@ -281,7 +293,7 @@ class TableReader:
         try:
             with path.open(newline="", encoding="utf-8-sig") as handle:
                 header = [c.strip() for c in _cells(handle.readline().rstrip("\r\n"),
-                                                    delimiter)]
+                                                    delimiter, f"{path}: line 1")]
                 if not any(header):
                     raise NncliError(f"{path}: empty table (expected a header line)")
                 layout = self.layout_from_header(header, str(path))
@@ -316,7 +328,7 @@ class TableReader:
         """
         if not self.features:
             return None
-        cells = [c.strip() for c in _cells(line)]
+        cells = [c.strip() for c in _cells(line, place=source)]
         text = {c for c in cells if not is_number(c)}
         if not text:
             if sorted(cells) != sorted([*self.features, self.label_column]):
@@ -386,7 +398,7 @@ class TableReader:
     def _parse_row(self, line: str, place: str, layout: Layout,
                    delimiter: str | None = None) -> np.ndarray:
         """One table row -> its feature values (D,) in training order."""
-        cells = _cells(line, delimiter)
+        cells = _cells(line, delimiter, place)
         if len(cells) == 1 and not is_number(cells[0]):
             what = self._not_a_row(cells[0].strip())
             if what:

@@ -17,13 +17,26 @@ from typing import Any
 import numpy as np
 
 from nncli.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from nncli.config import Config
+from nncli.config import Config, check_run_name
 from nncli.data import Dataset, TrainingData, class_weight_vector, load_training_data
 from nncli.errors import DivergedError, NncliError
 from nncli.metrics import evaluate
-from nncli.model import MLP, model_from_config
+from nncli.model import (
+    MLP,
+    check_training_memory,
+    memory_message,
+    model_from_config,
+    training_bytes,
+)
 from nncli.optim import Optimizer, learning_rate
-from nncli.rundir import RunDir, fresh_run_dir, holds_run, run_dir_of_checkpoint
+from nncli.rundir import (
+    RunDir,
+    check_rows,
+    fresh_run_dir,
+    holds_run,
+    refuse_existing_run,
+    run_dir_of_checkpoint,
+)
 
 log = logging.getLogger("nncli")
 
@@ -85,16 +98,14 @@ def _compatible(ckpt: Checkpoint, cfg: Config, data: TrainingData, path: Path) -
 
 def _new_run_dir(cfg: Config, out: str | Path | None) -> Path:
     """The run directory of a new run: ``out``, which must not hold a run already, or the
-    first free ``runs/<name>``, ``runs/<name>-2``, ..."""
+    first free ``runs/<name>``, ``runs/<name>-2``, ... (claimed for good when training
+    starts, see :meth:`RunDir.claim`). The name must be one folder name."""
     if out is None:
+        check_run_name(cfg.name, "name")  # also the default, the config file's stem
         return fresh_run_dir(Path("runs") / cfg.name)
     path = Path(out)
     if holds_run(path):
-        has_checkpoint = any((path / "checkpoints").glob("*.npz"))
-        how = (f"to continue it use --resume {path} without --out" if has_checkpoint else
-               "it has no checkpoint yet: delete it to start over")
-        raise NncliError(f"{path}: already holds a run (config.yaml or checkpoints/); "
-                         f"{how}, or choose another --out")
+        raise refuse_existing_run(path)
     return path
 
 
@@ -231,19 +242,86 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     """Train ``cfg``'s model and write its run directory; returns the summary and model.
 
     ``out`` is the run directory (default ``runs/<name>``, or ``runs/<name>-2``... if taken);
-    ``resume`` a checkpoint or run directory to continue from.
+    ``resume`` a checkpoint or run directory to continue from. The run directory is locked
+    for the whole run (a second writer is refused); everything that can refuse the run is
+    checked, and the training buffers allocated, before anything is written, and a new run
+    that ends before its first checkpoint leaves nothing behind.
     Raises :class:`DivergedError` on a non-finite loss and :class:`Interrupted` on Ctrl-C.
     """
-    progress = progress or Progress()
+    if resume is not None:
+        run = RunDir(run_dir_of_checkpoint(Path(resume)))
+        run.lock()  # first: a run that still trains is refused before its files are read
+    else:
+        run = RunDir(_new_run_dir(cfg, out))
+    try:
+        return _train(cfg, run, out, resume, progress or Progress(), data)
+    except BaseException:
+        run.abandon_if_new()  # a new run without a checkpoint: leave no trace of it
+        raise
+    finally:
+        run.release()
+
+
+def _checkpoint_file(path: Path) -> Path:
+    """The file ``--resume path`` reads (a run folder stands for its last.npz)."""
+    return path / "checkpoints" / "last.npz" if path.is_dir() else path
+
+
+def _restored_rows(ckpt: Checkpoint, run: RunDir, path: Path) -> list[dict[str, Any]]:
+    """The metric rows up to the checkpoint's epoch, checked: those it carries (it is
+    written before the row is appended to the logs, so the logs may lack its last row
+    after a crash), or for a checkpoint without rows those of ``metrics.jsonl``."""
+    rows = ckpt.extra.get("rows")
+    if rows is not None:
+        source, complete = f"{_checkpoint_file(path)}: damaged checkpoint", True
+    else:
+        source, complete = f"{run.path / 'metrics.jsonl'}: damaged metrics log", False
+        rows = [r for r in run.read_metrics() if r["epoch"] <= ckpt.epoch]
+    try:
+        return check_rows(rows, ckpt.epoch, ckpt.step, complete)
+    except ValueError as exc:
+        raise NncliError(f"{source} (invalid {exc})") from None
+
+
+def _allocate(cfg: Config, ckpt: Checkpoint | None, data: TrainingData, batch_cap: int,
+              weights: np.ndarray | None) -> tuple[MLP, Optimizer, MinibatchStep]:
+    """The model, optimizer and training step with all their arrays, after checking that
+    they fit in the available memory; a MemoryError is reported the same way."""
+    X, y = data.train.X, data.train.y
+    hidden = list(cfg.model.hidden)
+    sizes = [X.shape[1], *hidden, len(data.classes)]
+    held = 0
+    if ckpt is not None:
+        held = sum(a.nbytes for a in ckpt.model.params.values()) + sum(
+            a.nbytes for a in ckpt.optimizer_state.values())
+    check_training_memory(hidden, sizes, cfg.train.dtype, cfg.train.optimizer, batch_cap, held)
+    try:
+        model = ckpt.model if ckpt is not None else model_from_config(cfg, X.shape[1],
+                                                                      len(data.classes))
+        optimizer = Optimizer(cfg.train.optimizer, cfg.train.momentum)
+        if ckpt is not None:
+            optimizer.load_state_arrays(ckpt.optimizer_state)
+        step = MinibatchStep(model, optimizer, X, y, batch_cap, cfg.loss.type, cfg.reg_lambda,
+                             cfg.loss.margin, weights)
+    except MemoryError:
+        need = training_bytes(sizes, cfg.train.dtype, cfg.train.optimizer, batch_cap)
+        raise NncliError(memory_message(hidden, sizes, cfg.train.dtype, cfg.train.optimizer,
+                                        batch_cap, need, None)) from None
+    return model, optimizer, step
+
+
+def _train(cfg: Config, run: RunDir, out: str | Path | None, resume: str | Path | None,
+           progress: Progress, data: TrainingData | None) -> TrainResult:
+    """:func:`train` once the run directory is chosen (and, to resume, locked)."""
+    from nncli.testhooks import pause_here
+
     wall_start = time.perf_counter()
     # Everything that can refuse the run is checked before anything is written.
     ckpt: Checkpoint | None = None
     if resume is not None:
         resume = Path(resume)
-        ckpt = load_checkpoint(resume)
-        run = RunDir(_resumable_run_dir(ckpt, cfg, resume, out))
-    else:
-        run = RunDir(_new_run_dir(cfg, out))
+        ckpt = load_checkpoint(resume)  # checks every array and all the resume state
+        _resumable_run_dir(ckpt, cfg, resume, out)
     data = data or load_training_data(cfg)
     es = cfg.train.early_stopping
     metric = es["metric"] if es else ("val_loss" if data.val is not None else "loss")
@@ -252,44 +330,32 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
                          f"'{metric}' needs validation data (set data.val or data.val_split)")
     if ckpt is not None:
         _compatible(ckpt, cfg, data, resume)
-    run.create()
-
     weights = class_weight_vector(cfg.loss.class_weight, data.classes, data.train.y)
+    X = data.train.X
+    n = X.shape[0]
+    batch_cap = n if cfg.train.batch_size == "full" else min(n, int(cfg.train.batch_size))
+    model, optimizer, train_step = _allocate(cfg, ckpt, data, batch_cap, weights)
     if ckpt is not None:
-        model = ckpt.model
         start_epoch, step = ckpt.epoch, ckpt.step
         state = ckpt.extra
+        previous_rows = _restored_rows(ckpt, run, resume)
     else:
-        model = model_from_config(cfg, data.train.X.shape[1], len(data.classes))
         start_epoch, step, state = 0, 0, {}
-    optimizer = Optimizer(cfg.train.optimizer, cfg.train.momentum)
-    if ckpt is not None:
-        optimizer.load_state_arrays(ckpt.optimizer_state)
+        previous_rows = []
     rng = np.random.default_rng([cfg.seed, 1])
     if "rng_state" in state:
         rng.bit_generator.state = state["rng_state"]
     best_value: float | None = state.get("best_value")
     best_epoch: int | None = state.get("best_epoch")
     wait: int = int(state.get("wait", 0))
-    # The checkpoint carries the metric rows up to its epoch (it is written before the
-    # row is appended to the logs, so the logs may lack its last row after a crash).
-    if ckpt is None:
-        previous_rows = []
-    elif isinstance(state.get("rows"), list):
-        previous_rows = [r for r in state["rows"] if isinstance(r, dict)]
-    else:
-        previous_rows = [r for r in run.read_metrics() if int(r["epoch"]) <= start_epoch]
     best_row = next((r for r in previous_rows if r["epoch"] == best_epoch), None)
-    run.write_config(cfg.to_yaml())
-    run.start_metrics(rows=previous_rows)
-
-    X, y = data.train.X, data.train.y
-    n = X.shape[0]
-    batch_cap = n if cfg.train.batch_size == "full" else min(n, int(cfg.train.batch_size))
-    train_step = MinibatchStep(model, optimizer, X, y, batch_cap, cfg.loss.type, cfg.reg_lambda,
-                               cfg.loss.margin, weights)
     loss_kw = {"loss_type": cfg.loss.type, "reg_lambda": cfg.reg_lambda,
                "margin": cfg.loss.margin, "class_weights": weights}
+
+    # Every check has passed: from here on the run directory is written.
+    run.claim(fresh=ckpt is None, pick_free=ckpt is None and out is None)
+    run.write_config(cfg.to_yaml())
+    run.start_metrics(rows=previous_rows)
 
     def snapshot(epoch: int) -> Checkpoint:
         return Checkpoint(
@@ -374,6 +440,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
                 last_saved_epoch = epoch
             run.append_metrics(row)
             progress.on_epoch_end(row)
+            if epoch == start_epoch + 1:
+                pause_here("train")  # tests: signal a run that holds its checkpoints
             if stop:
                 break
     except KeyboardInterrupt:
@@ -385,8 +453,11 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
             save_checkpoint(run.last, latest)
         if latest is not None:  # the logs match last.npz even if the row was not appended
             run.start_metrics(rows=latest.extra["rows"])
+        # A fresh run's folder held no checkpoint before it (it is locked and was
+        # checked to hold no run), so last.npz is this run's own.
         where = run.last if run.last.exists() else None
-        hint = f"; resume with --resume {where}" if where else " before the first epoch ended"
+        hint = (f"; resume with --resume {where}" if where else
+                " before the first epoch ended; nothing was kept")
         raise Interrupted(f"interrupted during epoch {epoch}{hint}") from None
     except DivergedError:
         if latest is not None and last_saved_epoch < latest.epoch:

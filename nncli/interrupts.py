@@ -1,0 +1,106 @@
+"""SIGINT and SIGTERM as :class:`KeyboardInterrupt`, remembered until the process ends.
+
+The CLI installs :func:`install` for every command before anything heavy runs, so Ctrl-C
+and SIGTERM end every phase the same way (one ``Error: interrupted ...`` line, exit 130).
+
+A Python signal handler runs whenever C code calls ``PyErr_CheckSignals``; some C code
+then drops the exception it raised and carries on (NumPy 2.x's cast of a string array
+to float64, ``np.array(["1.5"] * n).astype(float)``, swallows a ``KeyboardInterrupt``
+raised during the cast, and the run would then finish with exit 0). So the handler
+also records the signal, and :func:`raise_if_interrupted`, called after such calls,
+raises it again: a signal is never lost, only delayed to the next check.
+
+Standard library only, cheap to import: the CLI imports this before click or NumPy.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_received: int | None = None  # the first SIGINT/SIGTERM since install(), if any
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """Record the signal and raise KeyboardInterrupt where the main thread is."""
+    global _received
+    if _received is None:
+        _received = signum
+    raise KeyboardInterrupt
+
+
+def received() -> int | None:
+    """The signal number of the first SIGINT/SIGTERM since :func:`install`, or None."""
+    return _received
+
+
+def signal_name(signum: int | None) -> str:
+    """``SIGTERM`` for 15 etc.; ``SIGINT`` when unknown (a KeyboardInterrupt raised by
+    Python itself, e.g. before :func:`install`)."""
+    if signum is None:
+        return "SIGINT"
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if a signal arrived since :func:`install` (one global read).
+
+    Call it after C calls that may have swallowed the handler's exception."""
+    if _received is not None:
+        raise KeyboardInterrupt
+
+
+def _install(handler: Callable[[int, FrameType | None], object]) -> Callable[[], None]:
+    """Set ``handler`` for SIGINT and SIGTERM, except where they are ignored (``SIG_IGN``,
+    as a shell without job control starts background jobs, or ``nohup``-like wrappers):
+    an ignored signal stays ignored, as in every careful Unix tool. Returns a function
+    restoring the previous handlers. Outside the main thread nothing is changed."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous: dict[int, object] = {}
+    for signum in SIGNALS:
+        old = signal.getsignal(signum)
+        if old is signal.SIG_IGN:
+            continue
+        signal.signal(signum, handler)
+        previous[signum] = old
+
+    def restore() -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, old in previous.items():
+            # None: a handler not installed from Python; the default is the best guess.
+            signal.signal(signum, old if old is not None else signal.SIG_DFL)  # type: ignore[arg-type]
+
+    return restore
+
+
+def install() -> Callable[[], None]:
+    """SIGINT/SIGTERM raise KeyboardInterrupt (and are recorded) from now on; forget any
+    earlier signal. Returns a function restoring the previous handlers."""
+    global _received
+    _received = None
+    return _install(_on_signal)
+
+
+def install_early(on_signal: Callable[[int, FrameType | None], object]) -> Callable[[], None]:
+    """``on_signal`` for SIGINT/SIGTERM (not where ignored) until the returned function
+    restores the previous handlers; for start-up, where no exception can be caught."""
+    return _install(on_signal)
+
+
+def stop() -> None:
+    """Ignore further SIGINT/SIGTERM: the process is on its way out after one already
+    (so the exit message is printed once and the exit code stays 130). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_IGN)
