@@ -335,17 +335,6 @@ def _worker_init(parent: int, direct: bool) -> None:
                      name="nncli-watch-parent").start()
 
 
-def _kill_workers(executor: Executor) -> None:
-    """Stop a process pool's workers now (the parent is being interrupted): their chunks
-    are of no use any more, and a chunk may take long."""
-    processes = getattr(executor, "_processes", None) or {}
-    for process in list(processes.values()):
-        try:
-            process.kill()
-        except (OSError, ValueError, AttributeError):
-            pass
-
-
 def available_cpus() -> int:
     """Cores this process may run on (affinity-aware where the OS tells)."""
     try:
@@ -413,11 +402,11 @@ def _decode_into(X: np.ndarray, paths: Sequence[str], size: tuple[int, int] | No
                 pending -= later
             elif progress is not None:
                 progress(done_count, n)
-    except BaseException:  # KeyboardInterrupt (SIGINT/SIGTERM) above all: stop at once
-        if pool == "process":
-            _kill_workers(executor)
-        raise
     finally:
+        # On Ctrl-C/SIGTERM too: the chunks not started are cancelled, the running ones
+        # (a fraction of a second each) finish, and the workers exit. Killing them instead
+        # is unsafe: one killed while sending its rows leaves the pool's reader waiting
+        # forever for the rest of the message.
         executor.shutdown(wait=True, cancel_futures=True)
     return first
 

@@ -6,9 +6,12 @@ and SIGTERM end every phase the same way (one ``Error: interrupted ...`` line, e
 A Python signal handler runs whenever C code calls ``PyErr_CheckSignals``; some C code
 then drops the exception it raised and carries on (NumPy 2.x's cast of a string array
 to float64, ``np.array(["1.5"] * n).astype(float)``, swallows a ``KeyboardInterrupt``
-raised during the cast, and the run would then finish with exit 0). So the handler
-also records the signal, and :func:`raise_if_interrupted`, called after such calls,
-raises it again: a signal is never lost, only delayed to the next check.
+raised during the cast, and the run would then finish with exit 0), and Python itself
+drops one raised while a finalizer (``__del__``) runs, printing "Exception ignored".
+So the handler also records the signal, :func:`raise_if_interrupted` (called after
+reading data, at every training batch, and when a command ends) raises it again, and
+the "Exception ignored" report of it is silenced: a signal is never lost, only delayed
+to the next check.
 
 Standard library only, cheap to import: the CLI imports this before click or NumPy.
 """
@@ -16,6 +19,7 @@ Standard library only, cheap to import: the CLI imports this before click or Num
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -57,6 +61,20 @@ def raise_if_interrupted() -> None:
         raise KeyboardInterrupt
 
 
+def _quiet_unraisable(previous: Callable[[sys.UnraisableHookArgs], object]
+                      ) -> Callable[[sys.UnraisableHookArgs], object]:
+    """An unraisablehook that drops our KeyboardInterrupt: raised while a finalizer
+    (``__del__``, a weakref callback) ran, Python would print "Exception ignored in ..."
+    and carry on; the signal is recorded, and :func:`raise_if_interrupted` delivers it."""
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> object:
+        if _received is not None and isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return None
+        return previous(unraisable)
+
+    return hook
+
+
 def _install(handler: Callable[[int, FrameType | None], object]) -> Callable[[], None]:
     """Set ``handler`` for SIGINT and SIGTERM, except where they are ignored (``SIG_IGN``,
     as a shell without job control starts background jobs, or ``nohup``-like wrappers):
@@ -71,8 +89,11 @@ def _install(handler: Callable[[int, FrameType | None], object]) -> Callable[[],
             continue
         signal.signal(signum, handler)
         previous[signum] = old
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = _quiet_unraisable(unraisable)
 
     def restore() -> None:
+        sys.unraisablehook = unraisable
         if threading.current_thread() is not threading.main_thread():
             return
         for signum, old in previous.items():

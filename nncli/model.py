@@ -37,18 +37,28 @@ def affine_backward(dz: np.ndarray, a: np.ndarray, W: np.ndarray,
     return da, dW, db
 
 
-def init_std(init: str | dict[str, float], activation: str, fan_in: int, fan_out: int) -> float:
+LINEAR_STD = 0.01  # a linear classifier's weight std under init: auto
+
+
+def init_std(init: str | dict[str, float], activation: str | None, fan_in: int,
+             fan_out: int) -> float:
     """Standard deviation of the normal draw for one weight matrix.
 
     ``he``: sqrt(2 / fan_in); ``xavier`` (Glorot normal): sqrt(2 / (fan_in + fan_out));
-    ``auto``: He for a layer whose output goes through relu/leaky_relu, Xavier otherwise
-    (the score layer, whose output is linear, and so a linear classifier, get Xavier, as
-    Keras' Dense default); ``{normal: s}``: s. ``activation`` is the one applied to this
-    layer's output (``linear`` for the score layer).
+    ``{normal: s}``: s. ``auto``: He for a layer whose output goes through relu/leaky_relu,
+    Xavier for the other layers of an MLP (its score layer included), and ``LINEAR_STD``
+    (0.01, the lecture's ``W = 0.01 * randn``) for a linear classifier, whose scores then
+    start near 0 and its loss at chance, ``ln K``, whatever the seed. (A Xavier-sized
+    linear classifier on well-separated data can start confidently wrong, at a loss of 3-4
+    for 3 classes, which adam at lr 0.001 takes hundreds of epochs to undo; in an MLP the
+    small start measured slightly worse.) ``activation`` is the one applied to this
+    layer's output: ``linear`` for an MLP's score layer, ``None`` for a linear classifier.
     """
     if isinstance(init, dict):
         return float(init["normal"])
     if init == "auto":
+        if activation is None:
+            return LINEAR_STD
         init = "he" if activation in ("relu", "leaky_relu") else "xavier"
     if init == "he":
         return float(np.sqrt(2.0 / fan_in))
@@ -148,7 +158,10 @@ class MLP:
         params: dict[str, np.ndarray] = {}
         n_layers = len(sizes) - 1
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-            std = init_std(init, activation if i < n_layers else "linear", fan_in, fan_out)
+            # the score layer's output is linear; a linear classifier has only that layer
+            out_activation = (activation if i < n_layers else
+                              "linear" if n_layers > 1 else None)
+            std = init_std(init, out_activation, fan_in, fan_out)
             # Draw in float64 so float32 and float64 runs start from the same weights.
             params[f"W{i}"] = (rng.standard_normal((fan_out, fan_in)) * std).astype(dtype)
             params[f"b{i}"] = np.zeros(fan_out, dtype=dtype)

@@ -240,3 +240,39 @@ def test_an_ordinary_integer_column_is_not_taken_for_a_row_index(tmp_path: Path)
                                              "train": {"epochs": 1}})
     result = cli("train", cfg, "--out", tmp_path / "run", "--quiet")
     assert result.exit_code == 0 and "row index" not in result.stderr, result.stderr
+
+
+def test_standardizing_values_near_the_float64_limit_does_not_overflow() -> None:
+    """Three values of 1e308 sum past float64's range; the statistics are still exact
+    enough to normalize them, with no raw RuntimeWarning."""
+    import warnings
+
+    from nncli.data import fit_normalization
+
+    X = np.array([[1e308, 1.0], [1e308, 2.0], [-1e308, 3.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        norm = fit_normalization(X, "standard", is_image=False)
+    assert np.allclose(norm.shift, [1e308 / 3, 2.0], rtol=1e-12)
+    assert np.allclose(norm.scale, [np.sqrt(8 / 9) * 1e308, np.sqrt(2 / 3)], rtol=1e-12)
+    assert np.isfinite(norm.apply(X, "float64")).all()
+
+
+def test_auto_init_starts_a_linear_classifier_at_chance_for_every_seed() -> None:
+    """The lecture's sanity check: with small weights the softmax loss at init is ln K.
+    A Xavier-sized linear classifier on the real penguins table started at ~3.7 for 3
+    classes (seed 3), which the defaults never undid (0.23 accuracy after 100 epochs)."""
+    from nncli.losses import data_loss
+    from nncli.model import LINEAR_STD, MLP
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))  # standardized features
+    y = rng.integers(0, 3, size=200)
+    for seed in range(8):
+        model = MLP.create(4, (), 3, "relu", "auto", np.random.default_rng([seed, 0]),
+                           "float64")
+        assert model.params["W1"].std() < 2 * LINEAR_STD
+        loss, _ = data_loss("softmax", model.forward(X, keep_cache=False), y, 1.0, None)
+        assert abs(loss - math.log(3)) < 0.02, (seed, loss)
+    mlp = MLP.create(4, (16,), 3, "relu", "auto", np.random.default_rng(0), "float64")
+    assert mlp.params["W2"].std() > 0.2  # an MLP's score layer stays Xavier: sqrt(2/19)

@@ -176,30 +176,53 @@ def test_a_signal_in_every_phase_is_exit_130_and_one_line(
         assert line == f"Error: interrupted by {name}", line
 
 
-def test_a_signal_swallowed_by_c_code_still_ends_the_command_with_130(
-        setup: dict[str, Path], tmp_path: Path) -> None:
+SWALLOW_IN_READER = """
+import signal
+import nncli.data as data
+real = data.SOURCES["table"]
+def swallowing(path, cfg):
+    try:
+        signal.raise_signal(signal.SIGTERM)
+    except KeyboardInterrupt:
+        pass  # as NumPy's string-to-float cast does
+    return real(path, cfg)
+data.SOURCES["table"] = swallowing
+"""
+
+SWALLOW_IN_FINALIZER = """
+import signal
+import nncli.train as train
+real = train.save_checkpoint
+class Finalized:
+    def __del__(self):
+        signal.raise_signal(signal.SIGTERM)  # Python prints "Exception ignored" and goes on
+def saving(*args, **kwargs):
+    Finalized()  # collected at once: its __del__ runs here
+    return real(*args, **kwargs)
+train.save_checkpoint = saving
+"""
+
+
+@pytest.mark.parametrize("patch", [SWALLOW_IN_READER, SWALLOW_IN_FINALIZER],
+                         ids=["c-code-while-reading", "finalizer-while-training"])
+def test_a_signal_whose_exception_is_swallowed_still_ends_the_command_with_130(
+        setup: dict[str, Path], tmp_path: Path, patch: str) -> None:
     """NumPy 2.x's cast of a string array to float runs Python's signal handler and then
-    drops its KeyboardInterrupt (the run used to finish with exit 0). Here a table reader
-    does exactly that — the handler runs, the exception is swallowed — and the command
-    must still stop with 130 and one line."""
-    code = (
-        "import signal, sys\n"
-        "import nncli.data as data\n"
-        "real = data.SOURCES['table']\n"
-        "def swallowing(path, cfg):\n"
-        "    try:\n"
-        "        signal.raise_signal(signal.SIGTERM)\n"
-        "    except KeyboardInterrupt:\n"
-        "        pass  # as NumPy's string-to-float cast does\n"
-        "    return real(path, cfg)\n"
-        "data.SOURCES['table'] = swallowing\n"
-        "from nncli.cli import main\n"
-        "sys.argv = ['nncli', *sys.argv[1:]]\n"
-        "main()\n")
+    drops its KeyboardInterrupt (the run used to finish with exit 0); so does Python for
+    one raised in a finalizer, after printing "Exception ignored". Here the handler runs
+    and its exception is dropped like that, while the table is read or while training
+    saves its first checkpoint: the command still stops (training at its next batch)
+    with 130 and one line."""
+    code = patch + ("import sys\nfrom nncli.cli import main\n"
+                    "sys.argv = ['nncli', *sys.argv[1:]]\nmain()\n")
     proc = subprocess.Popen([PYTHON, "-c", code, "train", str(setup["cfg"]), "--out",
                              str(tmp_path / "out"), "-q"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=process_env(tmp_path))
-    assert assert_interrupted(proc) == "Error: interrupted by SIGTERM"
+    line = assert_interrupted(proc)
+    if patch is SWALLOW_IN_READER:
+        assert line == "Error: interrupted by SIGTERM"
+    else:
+        assert line.startswith("Error: interrupted during epoch 2; resume with"), line
 
 
 def test_a_string_to_float_cast_loses_the_interrupt_which_the_recheck_restores() -> None:
