@@ -284,12 +284,26 @@ def set_blas_threads(n: int) -> None:
         os.environ[name] = str(n)
 
 
+def _thread_count(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """``--threads`` / ``NNCLI_THREADS``: a positive integer; a bad value names its source."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    source = ctx.get_parameter_source(param.name or "threads")
+    where = ("NNCLI_THREADS" if source == click.core.ParameterSource.ENVIRONMENT
+             else "--threads")
+    raise click.BadParameter(f"{where}={value!r}: expected a positive integer",
+                             ctx=ctx, param=param)
+
+
 @click.group(cls=NncliGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="nncli")
-@click.option("--threads", type=click.IntRange(min=1), envvar="NNCLI_THREADS", default=None,
-              metavar="N", help="BLAS threads for the math (env NNCLI_THREADS); default: "
-                                "as BLAS decides (all cores). Use 1 per run when several run "
-                                "at once.")
+@click.option("--threads", type=str, envvar="NNCLI_THREADS", default=None,
+              callback=_thread_count, metavar="N",
+              help="BLAS threads for the math (env NNCLI_THREADS); default: as BLAS decides "
+                   "(all cores). Use 1 per run when several run at once.")
 def main(threads: int | None) -> None:
     """Train linear and MLP classifiers on image folders and tables from a YAML config.
 

@@ -490,7 +490,9 @@ def align_features(raw: RawData, features: Sequence[str] | None,
         else:
             missing.append(name)
     unknown = [given[i] for i in sorted(set(range(len(given))) - set(order))]
-    if missing or unknown:
+    repeated = sorted({name for name in unknown if name in features})
+    unknown = [name for name in unknown if name not in features]
+    if missing or unknown or repeated:
 
         def listed(names: Sequence[str], limit: int = 20) -> str:
             more = f", ... ({len(names)} in all)" if len(names) > limit else ""
@@ -501,6 +503,9 @@ def align_features(raw: RawData, features: Sequence[str] | None,
             problems.append(f"lacks the feature column(s) {listed(missing)}")
         if unknown:
             problems.append(f"names column(s) the model was not trained on: {listed(unknown)}")
+        if repeated:
+            problems.append(f"names column(s) more often than the training data: "
+                            f"{listed(repeated)}")
         counts = (f"{role} examples have {len(given)} features, the training data has "
                   f"{len(features)}; " if role and len(given) != len(features) else "")
         raise NncliError(f"{raw.source}: {counts}the header {' and '.join(problems)} "

@@ -124,18 +124,32 @@ def fresh_run_dir(base: Path) -> Path:
 
 
 def holds_run(path: Path) -> bool:
-    """True when ``path`` already holds a run: a ``config.yaml`` or a ``checkpoints/`` (a
-    symbolic link by either name counts, even a dangling one)."""
-    return os.path.lexists(path / "config.yaml") or os.path.lexists(path / "checkpoints")
+    """True when ``path`` already holds a run (a ``config.yaml`` or a ``checkpoints/``) or
+    any file a run would write (``metrics.csv``, ...): a new run there would replace it.
+    A symbolic link by any of those names counts, even a dangling one."""
+    return any(os.path.lexists(path / name) for name in ("checkpoints", *RUN_FILES))
 
 
 def refuse_existing_run(path: Path) -> NncliError:
     """The error for a new run aimed at ``path``, which holds a run (:func:`holds_run`)."""
+    if not (os.path.lexists(path / "config.yaml") or os.path.lexists(path / "checkpoints")):
+        found = ", ".join(name for name in RUN_FILES if os.path.lexists(path / name))
+        return NncliError(f"{path}: holds {found}, which a run would replace; choose an "
+                          f"empty or new folder for --out")
     has_checkpoint = any((path / "checkpoints").glob("*.npz"))
     how = (f"to continue it use --resume {path} without --out" if has_checkpoint else
            "it has no checkpoint yet: delete it to start over")
     return NncliError(f"{path}: already holds a run (config.yaml or checkpoints/); "
                       f"{how}, or choose another --out")
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """The run that ``path`` would sit inside (its parent holds ``config.yaml`` and
+    ``checkpoints/``, e.g. ``--out runs/x/checkpoints``), or None."""
+    parent = Path(os.path.abspath(path)).parent
+    if (parent / "config.yaml").is_file() and (parent / "checkpoints").is_dir():
+        return parent
+    return None
 
 
 def _make_dirs(path: Path) -> list[Path]:

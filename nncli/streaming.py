@@ -91,8 +91,21 @@ def reads_stdin(inputs: Sequence[str]) -> bool:
 
 def _stdin_lines(stdin: IO[str] | None) -> Iterator[list[str]]:
     """stdin's lines in batches as they arrive, without their line endings."""
+    first = True
     for batch in batched_lines(stdin) if stdin is not None else ():
-        yield [line.rstrip("\r\n") for line in batch]
+        lines = [line.rstrip("\r\n") for line in batch]
+        if first and lines:  # a UTF-8 byte order mark (Excel's), as table files allow
+            lines[0] = lines[0].removeprefix("\ufeff")
+            first = False
+        yield lines
+
+
+def _refuse_semicolons(cells: list[str], n_features: int, source: str) -> None:
+    """A header read as one cell holding ';' (a European CSV) is named as such."""
+    if len(cells) == 1 and ";" in cells[0] and n_features > 1:
+        raise NncliError(f"{source}: the header looks ';'-separated ({cells[0][:60]!r}); rows "
+                         f"are read as comma- or tab-separated — convert them, e.g. with "
+                         f"tr ';' ','")
 
 
 @dataclass
@@ -296,6 +309,12 @@ class TableReader:
                                                     delimiter, f"{path}: line 1")]
                 if not any(header):
                     raise NncliError(f"{path}: empty table (expected a header line)")
+                _refuse_semicolons(header, len(self.features or ()), str(path))
+                if (self.features and all(is_number(c) for c in header)
+                        and not {*header} & {*self.features, self.label_column}):
+                    raise NncliError(f"{path}: line 1 holds numbers, not column names: a "
+                                     f"table file needs a header line naming its columns "
+                                     f"(rows without a header can be piped on stdin)")
                 layout = self.layout_from_header(header, str(path))
                 lines: list[str] = []
                 places: list[str] = []
@@ -329,9 +348,13 @@ class TableReader:
         if not self.features:
             return None
         cells = [c.strip() for c in _cells(line, place=source)]
+        _refuse_semicolons(cells, len(self.features), source)
         text = {c for c in cells if not is_number(c)}
         if not text:
-            if sorted(cells) != sorted([*self.features, self.label_column]):
+            # Numbers that are exactly the (numeric) column names, in any order, with or
+            # without the label column: a header (pandas writes 0, 1, 2, ... as names).
+            if sorted(cells) not in (sorted(self.features),
+                                     sorted([*self.features, self.label_column])):
                 return None
         elif not text & {*self.features, self.label_column} and (
                 len(text) < len(cells) or len(cells) < 2):

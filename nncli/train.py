@@ -32,6 +32,7 @@ from nncli.optim import Optimizer, learning_rate
 from nncli.rundir import (
     RunDir,
     check_rows,
+    enclosing_run,
     fresh_run_dir,
     holds_run,
     refuse_existing_run,
@@ -106,6 +107,9 @@ def _new_run_dir(cfg: Config, out: str | Path | None) -> Path:
     path = Path(out)
     if holds_run(path):
         raise refuse_existing_run(path)
+    inside = enclosing_run(path)
+    if inside is not None:
+        raise NncliError(f"{path}: is inside the run {inside}; choose a folder outside it")
     return path
 
 
@@ -458,7 +462,11 @@ def _train(cfg: Config, run: RunDir, out: str | Path | None, resume: str | Path 
         where = run.last if run.last.exists() else None
         hint = (f"; resume with --resume {where}" if where else
                 " before the first epoch ended; nothing was kept")
-        raise Interrupted(f"interrupted during epoch {epoch}{hint}") from None
+        # Ctrl-C after an epoch's checkpoint but before its row was shown: that epoch
+        # is complete and saved.
+        when = (f"after epoch {epoch}" if latest is not None and latest.epoch == epoch
+                else f"during epoch {epoch}")
+        raise Interrupted(f"interrupted {when}{hint}") from None
     except DivergedError:
         if latest is not None and last_saved_epoch < latest.epoch:
             save_checkpoint(run.last, latest)

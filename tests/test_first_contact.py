@@ -145,10 +145,15 @@ def test_threads_option_and_variable_set_the_blas_threads(tmp_path: Path) -> Non
     assert blas_threads_after(["info", str(cfg)], {"NNCLI_THREADS": "1"}) == 1
 
 
-def test_threads_must_be_a_positive_integer() -> None:
+def test_threads_must_be_a_positive_integer(monkeypatch: pytest.MonkeyPatch) -> None:
     result = cli("--threads", "0", "info", "x.yaml")
     assert result.exit_code == 2
-    assert result.stderr.startswith("Error: Invalid value for '--threads'")
+    assert result.stderr.startswith("Error: Invalid value for '--threads': --threads='0': "
+                                    "expected a positive integer")
+    monkeypatch.setenv("NNCLI_THREADS", "abc")  # the error names the variable, not the flag
+    result = cli("info", "x.yaml")
+    assert result.exit_code == 2
+    assert "NNCLI_THREADS='abc': expected a positive integer" in result.stderr
 
 
 # ---------------------------------------------------------------- hints
@@ -276,3 +281,116 @@ def test_auto_init_starts_a_linear_classifier_at_chance_for_every_seed() -> None
         assert abs(loss - math.log(3)) < 0.02, (seed, loss)
     mlp = MLP.create(4, (16,), 3, "relu", "auto", np.random.default_rng(0), "float64")
     assert mlp.params["W2"].std() > 0.2  # an MLP's score layer stays Xavier: sqrt(2/19)
+
+
+# ---------------------------------------------------------------- --out never replaces
+
+
+@pytest.mark.parametrize("planted", ["metrics.csv", "summary.json", "metrics.jsonl"])
+def test_out_into_a_folder_holding_a_file_a_run_writes_is_refused(tmp_path: Path,
+                                                                  planted: str) -> None:
+    """Not a run (no config.yaml, no checkpoints/), but a run would replace the file."""
+    train, _ = penguins_like(tmp_path)
+    cfg = write_yaml(tmp_path / "cfg.yaml", {"data": {"train": str(train),
+                                                      "label_column": "species"}})
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / planted).write_text("the user's notes\n")
+    (folder / "other.txt").write_text("unrelated\n")
+    result = cli("train", cfg, "--out", folder, "--quiet")
+    assert result.exit_code == 2
+    assert result.stderr == (f"Error: {folder}: holds {planted}, which a run would replace; "
+                             f"choose an empty or new folder for --out\n")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([planted, "other.txt"])
+    assert (folder / planted).read_text() == "the user's notes\n"
+
+
+def test_out_inside_an_existing_run_is_refused(tmp_path: Path) -> None:
+    train, _ = penguins_like(tmp_path)
+    cfg = write_yaml(tmp_path / "cfg.yaml", {"data": {"train": str(train),
+                                                      "label_column": "species"},
+                                             "train": {"epochs": 1}})
+    run = tmp_path / "run"
+    assert cli("train", cfg, "--out", run, "--quiet").exit_code == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    result = cli("train", cfg, "--out", run / "checkpoints", "--quiet")
+    assert result.exit_code == 2
+    assert result.stderr == (f"Error: {run / 'checkpoints'}: is inside the run {run}; choose "
+                             f"a folder outside it\n")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+# ---------------------------------------------------------------- predict: headers
+
+
+@pytest.fixture(scope="module")
+def numeric_names_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(checkpoint, table): a model trained on columns named 0, 1, 2 (pandas' default
+    names) whose class depends on column 0 only."""
+    root = tmp_path_factory.mktemp("numeric-names")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    labels = np.where(X[:, 0] > 0, "pos", "neg")
+    lines = ["0,1,2,label"] + [",".join([*(f"{v:.3f}" for v in row), lab])
+                               for row, lab in zip(X, labels)]
+    table = root / "t.csv"
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = write_yaml(root / "cfg.yaml", {"data": {"train": str(table)},
+                                         "train": {"epochs": 60, "lr": 0.05}})
+    assert cli("train", cfg, "--out", root / "run", "--quiet").exit_code == 0
+    return root / "run" / "checkpoints" / "best.npz", table
+
+
+def predicted(checkpoint: Path, stdin: str) -> list[str]:
+    result = cli("predict", checkpoint, input=stdin)
+    assert result.exit_code == 0, result.stderr
+    return [line.split("\t")[1] for line in result.stdout.splitlines()]
+
+
+def test_a_header_of_numeric_names_on_stdin_is_matched_by_name(
+        numeric_names_model: tuple[Path, Path]) -> None:
+    """pandas writes 0, 1, 2, ... as column names: ``2,0,1`` on stdin is a header (the
+    training column names, reordered), not a row."""
+    checkpoint, _ = numeric_names_model
+    rows = [(1.5, -3.0, 0.2), (-1.5, 3.0, 0.2)]  # pos, neg by column 0
+    in_order = "\n".join(",".join(map(str, r)) for r in rows) + "\n"
+    assert predicted(checkpoint, in_order) == ["pos", "neg"]
+    reordered = "2,0,1\n" + "\n".join(f"{r[2]},{r[0]},{r[1]}" for r in rows) + "\n"
+    assert predicted(checkpoint, reordered) == ["pos", "neg"]
+
+
+def test_a_byte_order_mark_on_stdin_is_ignored(numeric_names_model: tuple[Path, Path]) -> None:
+    checkpoint, _ = numeric_names_model
+    assert predicted(checkpoint, "\ufeff1,0,2\n-3.0,1.5,0.2\n") == ["pos"]
+
+
+def test_a_repeated_column_is_named_as_repeated(numeric_names_model: tuple[Path, Path]) -> None:
+    checkpoint, _ = numeric_names_model
+    result = cli("predict", checkpoint, input="0,0,2,label\n1,2,3,x\n")
+    assert result.exit_code == 2
+    assert "lacks the feature column(s) 1 and names column(s) more often than the training " \
+           "data: 0" in result.stderr, result.stderr
+
+
+def test_a_semicolon_header_in_predict_is_named_as_such(
+        numeric_names_model: tuple[Path, Path], tmp_path: Path) -> None:
+    checkpoint, _ = numeric_names_model
+    result = cli("predict", checkpoint, input="0;1;2\n1;2;3\n")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: stdin: line 1: the header looks ';'-separated")
+    table = tmp_path / "eu.csv"
+    table.write_text("0;1;2\n1;2;3\n", encoding="utf-8")
+    result = cli("predict", checkpoint, table)
+    assert result.exit_code == 2
+    assert f"{table}: the header looks ';'-separated" in result.stderr
+
+
+def test_a_table_file_without_a_header_says_a_header_is_needed(
+        numeric_names_model: tuple[Path, Path], tmp_path: Path) -> None:
+    checkpoint, _ = numeric_names_model
+    table = tmp_path / "rows.csv"
+    table.write_text("5.1,3.5,1.4\n4.9,3.0,1.4\n", encoding="utf-8")
+    result = cli("predict", checkpoint, table)
+    assert result.exit_code == 2
+    assert f"{table}: line 1 holds numbers, not column names: a table file needs a header " \
+           f"line" in result.stderr

@@ -177,8 +177,8 @@ def test_validation_table_renaming_a_column_is_an_error(tmp_path: Path, table) -
 
 
 def test_numeric_column_names(tmp_path: Path, table) -> None:
-    """A header of numeric names counts on stdin when it holds the label column (then by
-    name, in any order); without it, a line of numbers is a data row."""
+    """A header of numeric names counts on stdin (then by name, in any order) when its
+    cells are exactly the training column names, with or without the label column."""
     X, labels, _ = table
     path = write_table(tmp_path / "num.csv", X, labels, header=["0", "1", "2", "3"])
     ckpt = train_run(tmp_path / "run", config_doc(path, train={"epochs": 30, "lr": 0.05})
@@ -192,7 +192,10 @@ def test_numeric_column_names(tmp_path: Path, table) -> None:
     assert by_name.stdout == in_order.stdout
     numbers_first = cli("predict", ckpt, input="\n".join(["0,1,2,3", *rows_of(X[:6])]) + "\n")
     assert numbers_first.exit_code == 0, numbers_first.stderr
-    assert len(numbers_first.stdout.splitlines()) == 7  # "0,1,2,3" is row 1
+    assert len(numbers_first.stdout.splitlines()) == 6  # "0,1,2,3" is the header
+    assert numbers_first.stdout == cli("predict", ckpt, "--", *rows_of(X[:6])).stdout
+    near_miss = cli("predict", ckpt, input="\n".join(["0,1,2,4", *rows_of(X[:6])]) + "\n")
+    assert len(near_miss.stdout.splitlines()) == 7  # not the names: "0,1,2,4" is row 1
 
 
 def test_header_with_the_label_column_in_every_format(table, table_model: Path) -> None:

@@ -151,12 +151,18 @@ def test_links_planted_in_an_empty_run_directory_are_never_written_through(
         target.write_text("precious data\n")
         (out / name).symlink_to(target)
         targets[name] = target
+    # Links named like a run's files make the folder one a run would replace: refused.
     result = invoke("train", cfg, "--out", out, "--quiet")
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 2 and "which a run would replace" in result.stderr
     for name, target in targets.items():
         assert target.read_text() == "precious data\n", name
     for name in ("metrics.csv", "metrics.jsonl", "summary.json"):
-        assert not (out / name).is_symlink() and (out / name).stat().st_size > 0
+        (out / name).unlink()
+    result = invoke("train", cfg, "--out", out, "--quiet")  # the old probe's name alone
+    assert result.exit_code == 0, result.stderr
+    for name, target in targets.items():
+        assert target.read_text() == "precious data\n", name
+    assert (out / ".nncli-write-test").is_symlink()  # not ours: left as it was
 
 
 def test_an_atomic_write_replaces_a_link_and_not_its_target(tmp_path: Path) -> None:
