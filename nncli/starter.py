@@ -78,6 +78,8 @@ from nncli.data import (
 from nncli.errors import NncliError
 
 log = logging.getLogger("nncli")
+# The usual markers of a missing value (SPEC's data.na_values defaults).
+MISSING_MARKERS = frozenset({"NA", "N/A", "NaN", "nan", "null", "None", "?"})
 
 LABEL_NAMES = ("label", "labels", "target", "class", "y", "species", "category", "outcome",
                "diagnosis")
@@ -219,9 +221,21 @@ def _table_hint(header: Sequence[str], sample: Sequence[Sequence[str]], label_co
                 why: str) -> str:
     """What to add to a table's read error: the feature columns holding text, and how the
     label column was chosen when it was only a guess."""
-    text = [name for j, name in enumerate(header) if name != label_column and
-            any(j < len(row) and row[j].strip() and not is_number(row[j]) for row in sample)]
+    def text_cells(j: int) -> set[str]:
+        return {row[j].strip() for row in sample
+                if j < len(row) and row[j].strip() and not is_number(row[j])}
+
+    columns = {name: text_cells(j) for j, name in enumerate(header) if name != label_column}
+    # Cells like NA or ? mark missing numbers: they make a column "missing values", not
+    # "text" (the reader's own error names the line).
+    text = [name for name, cells in columns.items() if cells - MISSING_MARKERS]
+    gaps = [name for name, cells in columns.items() if cells and cells <= MISSING_MARKERS]
     hints = []
+    if gaps:
+        shown = ", ".join(f"'{name}'" for name in gaps[:5]) + (", ..." if len(gaps) > 5 else "")
+        hints.append(f"{shown} mark{'' if len(gaps) > 1 else 's'} missing values (e.g. "
+                     f"{sorted(columns[gaps[0]])[0]!r}), which this table reader does not "
+                     f"take: drop those rows")
     if text:
         shown = ", ".join(f"'{name}'" for name in text[:5]) + (", ..." if len(text) > 5 else "")
         hints.append(f"feature column{'s' if len(text) > 1 else ''} {shown} "

@@ -394,3 +394,16 @@ def test_a_table_file_without_a_header_says_a_header_is_needed(
     assert result.exit_code == 2
     assert f"{table}: line 1 holds numbers, not column names: a table file needs a header " \
            f"line" in result.stderr
+
+
+def test_init_tells_missing_values_from_text_columns(tmp_path: Path) -> None:
+    """The published penguins table: NA in numeric columns, text in island and sex."""
+    table = tmp_path / "penguins.csv"
+    table.write_text("species,island,bill_length_mm,body_mass_g,sex\n"
+                     "Adelie,Torgersen,39.1,3750,male\n"
+                     "Adelie,Torgersen,NA,NA,NA\n"
+                     "Gentoo,Biscoe,46.1,4500,female\n", encoding="utf-8")
+    result = cli("init", table)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "'bill_length_mm', 'body_mass_g' mark missing values (e.g. 'NA')" in result.stderr
+    assert "feature columns 'island', 'sex' hold text" in result.stderr
