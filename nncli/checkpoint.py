@@ -22,6 +22,7 @@ from nncli.config import Config, check_run_name, config_from_dict
 from nncli.data import Normalization
 from nncli.errors import NncliError
 from nncli.model import MLP
+from nncli.paths import refuse_special_file
 
 FORMAT = 1
 
@@ -249,6 +250,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         path = candidate
     if not path.exists():
         raise NncliError(f"{path}: no such checkpoint file")
+    refuse_special_file(path, "a checkpoint")
     if not zipfile.is_zipfile(path):
         raise NncliError(f"{path}: not an nncli checkpoint (not an .npz archive)")
     # Every member's .npy header is checked (sizes against memory, no object arrays, a

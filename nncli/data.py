@@ -22,6 +22,7 @@ import numpy as np
 
 from nncli.config import Config, DataConfig
 from nncli.errors import NncliError
+from nncli.paths import refuse_special_file
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 ROW_INDEX_NAMES = ("", "Unnamed: 0")
@@ -377,6 +378,7 @@ def read_source(path: str | Path, data_cfg: DataConfig) -> RawData:
                     f"to the config file, as {beside}: run nncli from there or give that "
                     f"path)")
         raise NncliError(f"{path}: no such file or folder{hint}")
+    refuse_special_file(path, "a data source")
     raw = SOURCES[source_kind(path)](path, data_cfg)
     raise_if_interrupted()  # a SIGINT/SIGTERM whose exception C code swallowed meanwhile
     if raw.X.shape[0] == 0:

@@ -23,7 +23,6 @@ The rules (the README documents them):
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import itertools
 import logging
@@ -150,12 +149,11 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 # ---------------------------------------------------------------- images
 
 
-@functools.lru_cache(maxsize=1)
 def image_extensions() -> frozenset[str]:
-    """Lower-case file extensions (``.png``, ...) Pillow knows as image formats."""
-    from PIL import Image
+    """The extensions of the image formats nncli decodes (one list, in nncli.images)."""
+    from nncli.images import image_extensions as decodable
 
-    return frozenset(ext.lower() for ext in Image.registered_extensions())
+    return decodable()
 
 
 def folder_images(folder: str) -> list[str]:
