@@ -8,8 +8,6 @@ unpickles anything.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +19,9 @@ from nncli import __version__
 from nncli.config import Config, check_run_name, config_from_dict
 from nncli.data import Normalization
 from nncli.errors import NncliError
+from nncli.files import atomic_write_bytes, refuse_special_file
 from nncli.model import MLP
-from nncli.paths import refuse_special_file
+from nncli.text import short_repr
 
 FORMAT = 1
 
@@ -40,50 +39,6 @@ class Checkpoint:
     step: int = 0
     optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # rng state, features, kind, history
-
-
-def _default_permissions(fd: int) -> None:
-    """mkstemp creates files 0600; give ours the mode ``open()`` would: 0666 & ~umask."""
-    if not hasattr(os, "fchmod"):
-        return
-    mask = os.umask(0o022)  # the only way to read the umask is to set it; put it right back
-    os.umask(mask)
-    try:
-        os.fchmod(fd, 0o666 & ~mask)
-    except OSError:  # a file system without modes: keep what mkstemp gave
-        pass
-
-
-def atomic_write_bytes(path: Path, write: Any, durable: bool = True) -> None:
-    """Call ``write(file_object)`` on a temp file next to ``path``, fsync, then rename it over
-    ``path``. On any failure the temp file is removed and ``path`` is untouched.
-    ``durable=False`` skips the fsyncs (for caches, which are rebuilt if lost)."""
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        _default_permissions(fd)
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
-    if not durable:
-        return
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
@@ -220,13 +175,6 @@ def _check_rng_state(state: Any) -> None:
         np.random.default_rng().bit_generator.state = state
     except (TypeError, ValueError, KeyError, OverflowError) as exc:
         raise ValueError(f"rng_state: {exc}") from None
-
-
-def short_repr(value: Any) -> str:
-    """A bounded repr for messages (a tampered field may be a 10^6-digit integer)."""
-    text = repr(value) if not isinstance(value, int) or value.bit_length() < 200 else (
-        f"an integer of {value.bit_length()} bits")
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _with_safe_name(raw: Any) -> Any:

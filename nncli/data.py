@@ -22,7 +22,7 @@ import numpy as np
 
 from nncli.config import Config, DataConfig
 from nncli.errors import NncliError
-from nncli.paths import refuse_special_file
+from nncli.files import refuse_special_file
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 ROW_INDEX_NAMES = ("", "Unnamed: 0")

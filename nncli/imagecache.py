@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nncli.checkpoint import atomic_write_bytes
+from nncli.files import atomic_write_bytes
 
 log = logging.getLogger("nncli")
 

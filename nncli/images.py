@@ -212,7 +212,7 @@ def load_image(path: str | Path, size: Sequence[int] | None, mode: str) -> np.nd
     Decoded exactly as for training (see the module docstring); ``size`` is
     (width, height) or None for the image's own size. Errors name the file.
     """
-    from nncli.paths import refuse_special_file
+    from nncli.files import refuse_special_file
 
     refuse_special_file(path, "an image")
     large: list[tuple[str, int]] = []

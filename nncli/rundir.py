@@ -25,9 +25,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nncli.checkpoint import atomic_write_bytes as _atomic_write_bytes
-from nncli.checkpoint import short_repr
 from nncli.errors import NncliError
+from nncli.files import atomic_write_bytes as _atomic_write_bytes
+from nncli.text import short_repr
 
 try:
     import fcntl
@@ -102,7 +102,7 @@ def check_rows(rows: Any, epoch: int, step: int, complete: bool = True
 
 
 def atomic_write_bytes(path: Path, write: Any) -> None:
-    """:func:`nncli.checkpoint.atomic_write_bytes`, with a failure (a full disk, a read-only
+    """:func:`nncli.files.atomic_write_bytes`, with a failure (a full disk, a read-only
     file system) reported as an error naming the file; the old file stays as it was."""
     try:
         _atomic_write_bytes(path, write)

@@ -479,7 +479,7 @@ def check_output(path: str | Path, force: bool = False) -> None:
 def write_config_file(path: str | Path, text: str, force: bool = False) -> None:
     """Write ``text`` to ``path`` atomically (temp file + rename: never half-written); an
     existing ``path`` is an error unless ``force`` (see :func:`check_output`)."""
-    from nncli.checkpoint import atomic_write_bytes
+    from nncli.files import atomic_write_bytes
 
     check_output(path, force)
     try:

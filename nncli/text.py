@@ -21,6 +21,8 @@ become ``\\udNNN``.
 
 from __future__ import annotations
 
+from typing import Any
+
 _NAMED = {ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}
 
 
@@ -60,3 +62,10 @@ def surrogates_as_bytes(text: str) -> str:
     if not any(0xD800 <= ord(c) < 0xE000 for c in text):
         return text
     return "".join(_PRINTABLE[ord(c)] if 0xD800 <= ord(c) < 0xE000 else c for c in text)
+
+
+def short_repr(value: Any) -> str:
+    """A bounded repr for messages (a tampered field may be a 10^6-digit integer)."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 200 else (
+        f"an integer of {value.bit_length()} bits")
+    return text if len(text) <= 40 else text[:37] + "..."

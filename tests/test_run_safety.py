@@ -38,9 +38,9 @@ from helpers_data import blobs, table_text
 
 import nncli.model as model_module
 import nncli.train as train_module
-from nncli.checkpoint import atomic_write_bytes
 from nncli.cli import main
 from nncli.errors import NncliError
+from nncli.files import atomic_write_bytes
 from nncli.model import MLP
 from nncli.optim import Optimizer
 from nncli.rundir import RunDir
