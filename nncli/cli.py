@@ -450,7 +450,7 @@ def info(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
     else:
         data, warning = info_for_config(target, overrides)
     if warning:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(f"warning: {_one_line(warning)}", err=True)
     if as_json:
         _echo_json(data)
         return
@@ -467,7 +467,10 @@ def info(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
     if data.get("input_shape"):
         click.echo(f"input: shape {tuple(data['input_shape'])} -> D = {data['input_dim']}")
     if "classes" in data:
-        shown = " ".join(data["classes"][:20]) + (" ..." if len(data["classes"]) > 20 else "")
+        from nncli.text import printable
+
+        shown = " ".join(printable(c) for c in data["classes"][:20]) + (
+            " ..." if len(data["classes"]) > 20 else "")
         click.echo(f"classes ({len(data['classes'])}): {shown}")
     if "data" in data:
         click.echo(f"data: {data['data']['train']} ({data['data']['n']} examples, "

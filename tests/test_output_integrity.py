@@ -478,3 +478,25 @@ def test_sparse_confusion_gives_the_dense_reports() -> None:
     names = [f"c{k}" for k in range(8)]
     assert per_class_report(sparse, names) == per_class_report(dense, names)
     assert average_report(sparse) == average_report(dense)
+
+
+def test_info_shows_hostile_class_names_and_warnings_escaped(tmp_path: Path) -> None:
+    """``info`` prints class names and a data warning: neither may break its line or reach
+    the terminal as an escape sequence."""
+    from click.testing import CliRunner
+
+    from nncli.cli import main
+
+    table = tmp_path / "t.csv"
+    table.write_text('a,label\n1,"x\x1b[2J\ny"\n2,z\n', encoding="utf-8")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"data: {{train: {table}}}\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["info", str(cfg)])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.stdout.splitlines() if x.startswith("classes"))
+    assert line == "classes (2): x\\x1b[2J\\ny z"
+    (tmp_path / "bad.csv").write_text('a,label\n1,x\n"\x1b[31m",y\n', encoding="utf-8")
+    cfg.write_text(f"data: {{train: {tmp_path / 'bad.csv'}}}\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["info", str(cfg)])
+    warnings = [x for x in result.stderr.splitlines() if x.startswith("warning:")]
+    assert len(warnings) == 1 and "\x1b" not in result.stderr and "\\x1b[31m" in warnings[0]
