@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from nncli.model import MLP
-from nncli.optim import Optimizer
+from nncli.nn.model import MLP
+from nncli.nn.optim import Optimizer
 from nncli.train import MinibatchStep
 
 N, D, K = 60_000, 784, 10

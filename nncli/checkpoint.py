@@ -20,7 +20,7 @@ from nncli.config import Config, check_run_name, config_from_dict
 from nncli.data import Normalization
 from nncli.errors import NncliError
 from nncli.files import atomic_write_bytes, refuse_special_file
-from nncli.model import MLP
+from nncli.nn.model import MLP
 from nncli.text import short_repr
 
 FORMAT = 1

@@ -349,8 +349,9 @@ def gradcheck(config: str, overrides: tuple[str, ...], samples: str | None, tol:
 
     Example: nncli gradcheck configs/digits-mlp.yaml --samples 50
     """
+    from nncli.build import gradcheck_config
     from nncli.config import load_config
-    from nncli.gradcheck import DEFAULT_H, DEFAULT_SAMPLES, gradcheck_config
+    from nncli.nn.gradcheck import DEFAULT_H, DEFAULT_SAMPLES
 
     n_samples: int | None = DEFAULT_SAMPLES
     if samples is not None and samples.strip().lower() == "all":

@@ -13,7 +13,7 @@ import copy
 import difflib
 import math
 import reprlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,16 @@ from typing import Any
 import yaml
 
 from nncli.errors import NncliError
+from nncli.nn.activations import ACTIVATIONS
+from nncli.nn.losses import LOSSES
+from nncli.nn.optim import UPDATES
 
-# Names behind every string option. The modules that implement them assert that their
-# registries match these, so the config can be validated without importing NumPy code.
-ACTIVATION_NAMES = ("sigmoid", "tanh", "relu", "leaky_relu", "linear")
-LOSS_NAMES = ("softmax", "svm", "mse")
-OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adam")
+# Names behind every string option. Activations, losses and optimizers are named by the
+# registries in nncli.nn (adding one is one entry there); these tuples are their names at
+# import time, while validation reads the registries themselves (see _choice).
+ACTIVATION_NAMES = tuple(ACTIVATIONS)
+LOSS_NAMES = tuple(LOSSES)
+OPTIMIZER_NAMES = tuple(UPDATES)
 NORMALIZE_NAMES = ("none", "scale", "mean", "standard")
 INIT_NAMES = ("auto", "xavier", "he")
 DTYPE_NAMES = ("float32", "float64")
@@ -117,8 +121,12 @@ def _as_float(value: Any, key: str, minimum: float | None = None, strict: bool =
     return value
 
 
-def _choice(names: tuple[str, ...]) -> Checker:
+def _choice(choices: Iterable[str]) -> Checker:
+    """A checker accepting the names in ``choices`` (a tuple, or a registry dict read at
+    each check, so that a name registered later is accepted)."""
+
     def check(value: Any, key: str) -> str:
+        names = tuple(choices)
         if not isinstance(value, str) or value not in names:
             hint = ""
             if isinstance(value, str):
@@ -280,11 +288,11 @@ SCHEMA: dict[str, Any] = {
     },
     "model": {
         "hidden": Field((), _check_hidden),
-        "activation": Field("relu", _choice(ACTIVATION_NAMES)),
+        "activation": Field("relu", _choice(ACTIVATIONS)),
         "init": Field("auto", _check_init),
     },
     "loss": {
-        "type": Field("softmax", _choice(LOSS_NAMES)),
+        "type": Field("softmax", _choice(LOSSES)),
         "margin": Field(1.0, lambda v, k: _as_float(v, k, minimum=0.0)),
         "class_weight": Field(None, _check_class_weight),
     },
@@ -295,7 +303,7 @@ SCHEMA: dict[str, Any] = {
         "epochs": Field(100, lambda v, k: _as_int(v, k, minimum=1)),
         "batch_size": Field(64, _check_batch_size),
         "lr": Field(0.001, lambda v, k: _as_float(v, k, minimum=0.0, strict=True)),
-        "optimizer": Field("adam", _choice(OPTIMIZER_NAMES)),
+        "optimizer": Field("adam", _choice(UPDATES)),
         "momentum": Field(0.9, lambda v, k: _as_float(v, k, minimum=0.0, maximum=1.0,
                                                       strict_max=True)),
         "lr_schedule": Field("constant", _check_schedule),

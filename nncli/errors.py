@@ -1,10 +1,12 @@
-"""Error types. Raised deep in the library, turned into one ``Error:`` line at the CLI edge."""
+"""Error types. Raised deep in the library, turned into one ``Error:`` line at the CLI edge.
 
+:class:`NncliError` itself lives in :mod:`nncli.nn.errors` (the math raises it too and
+imports nothing above ``nncli.nn``); it is the same class here.
+"""
 
-class NncliError(Exception):
-    """Bad usage, config or data: the CLI prints ``Error: <message>`` and exits 2."""
+from nncli.nn.errors import NncliError
 
-    exit_code = 2
+__all__ = ["DivergedError", "NncliError"]
 
 
 class DivergedError(NncliError):

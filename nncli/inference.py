@@ -31,8 +31,8 @@ from nncli.data import (
     read_source,
 )
 from nncli.errors import NncliError
-from nncli.losses import softmax
 from nncli.metrics import Confusion, average_report, check_scores, evaluate, per_class_report
+from nncli.nn.losses import softmax
 from nncli.streaming import Failure, Rows, TableReader, image_batches, numbers_in
 from nncli.text import printable, surrogates_as_bytes, tsv_cell
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from nncli.errors import NncliError
-from nncli.losses import LOSSES
-from nncli.model import MLP
+from nncli.nn.losses import LOSSES
+from nncli.nn.model import MLP
 
 log = logging.getLogger("nncli")
 

@@ -135,7 +135,7 @@ def check_members(path: Path, keys: tuple[str, ...]) -> dict[str, ArrayHeader]:
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         raise NncliError(f"{path}: not a readable .npz archive ({exc})") from None
     total = sum(h.nbytes for h in headers.values())
-    from nncli.model import available_memory_bytes
+    from nncli.memory import available_memory_bytes
 
     available = available_memory_bytes()
     if available is not None and total > available:

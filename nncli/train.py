@@ -16,19 +16,15 @@ from typing import Any
 
 import numpy as np
 
+from nncli.build import class_weights, model_from_config
 from nncli.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from nncli.config import Config, check_run_name
-from nncli.data import Dataset, TrainingData, class_weight_vector, load_training_data
+from nncli.data import Dataset, TrainingData, load_training_data
 from nncli.errors import DivergedError, NncliError
+from nncli.memory import check_training_memory, memory_message, training_bytes
 from nncli.metrics import evaluate
-from nncli.model import (
-    MLP,
-    check_training_memory,
-    memory_message,
-    model_from_config,
-    training_bytes,
-)
-from nncli.optim import Optimizer, learning_rate
+from nncli.nn.model import MLP
+from nncli.nn.optim import Optimizer, learning_rate
 from nncli.rundir import (
     RunDir,
     check_rows,
@@ -199,7 +195,7 @@ class MinibatchStep:
     """One gradient-descent step on rows ``idx`` of the training set, allocation-free.
 
     X: (N, D), y: (N,). The batch is gathered into a preallocated buffer and the model's
-    forward/backward write into preallocated :class:`~nncli.model.Buffers`.
+    forward/backward write into preallocated :class:`~nncli.nn.model.Buffers`.
     """
 
     def __init__(self, model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
@@ -334,7 +330,7 @@ def _train(cfg: Config, run: RunDir, out: str | Path | None, resume: str | Path 
                          f"'{metric}' needs validation data (set data.val or data.val_split)")
     if ckpt is not None:
         _compatible(ckpt, cfg, data, resume)
-    weights = class_weight_vector(cfg.loss.class_weight, data.classes, data.train.y)
+    weights = class_weights(cfg, data)
     X = data.train.X
     n = X.shape[0]
     batch_cap = n if cfg.train.batch_size == "full" else min(n, int(cfg.train.batch_size))

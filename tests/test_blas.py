@@ -1,4 +1,4 @@
-"""nncli.blas.Product: C = alpha op(A) op(B) + beta C for a batch of m rows, through BLAS
+"""nncli.fast.blas.Product: C = alpha op(A) op(B) + beta C for a batch of m rows, through BLAS
 or NumPy, against the same expression written with numpy.matmul."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nncli import blas
-from nncli.blas import Product
+from nncli.fast import blas
+from nncli.fast.blas import Product
 
 
 def _layout(a: np.ndarray, transposed: bool) -> np.ndarray:
@@ -99,7 +99,7 @@ def test_strided_operands_fall_back_to_numpy_and_stay_correct() -> None:
 
 
 def test_nncli_blas_numpy_switches_the_backend_off() -> None:
-    code = "import nncli.blas as b; print(b.BACKEND); print(bool(b._GEMM))"
+    code = "import nncli.fast.blas as b; print(b.BACKEND); print(bool(b._GEMM))"
     env = {**os.environ, "NNCLI_BLAS": "numpy"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.split("\n")

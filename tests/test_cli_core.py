@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 import nncli
-from nncli.activations import ACTIVATIONS, Activation
 from nncli.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from nncli.cli import main
 from nncli.config import config_from_dict
 from nncli.data import Normalization
-from nncli.model import MLP
+from nncli.nn.activations import ACTIVATIONS, Activation
+from nncli.nn.model import MLP
 
 D, K = 4, 3  # the table_config fixture: 4 features, classes cat/dog/frog
 
@@ -175,7 +175,7 @@ def test_gradcheck_fails_naming_a_broken_activation(table_config, monkeypatch):
 
 
 def test_gradcheck_fails_on_a_scaled_weight_gradient_and_tol_decides(table_config, monkeypatch):
-    import nncli.model as model_module
+    import nncli.nn.model as model_module
 
     real = model_module.affine_backward
 
@@ -195,7 +195,7 @@ def test_gradcheck_fails_on_a_scaled_weight_gradient_and_tol_decides(table_confi
 
 
 def test_gradcheck_json_with_a_nan_gradient_is_valid_json_and_fails(table_config, monkeypatch):
-    import nncli.model as model_module
+    import nncli.nn.model as model_module
 
     real = model_module.affine_backward
 

@@ -8,11 +8,11 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from nncli import blas
-from nncli.activations import ACTIVATIONS
-from nncli.losses import LOSSES
-from nncli.model import MLP
-from nncli.optim import UPDATES, Optimizer
+from nncli.fast import blas
+from nncli.nn.activations import ACTIVATIONS
+from nncli.nn.losses import LOSSES
+from nncli.nn.model import MLP
+from nncli.nn.optim import UPDATES, Optimizer
 from nncli.train import MinibatchStep
 
 

@@ -267,8 +267,8 @@ def test_auto_init_starts_a_linear_classifier_at_chance_for_every_seed() -> None
     """The lecture's sanity check: with small weights the softmax loss at init is ln K.
     A Xavier-sized linear classifier on the real penguins table started at ~3.7 for 3
     classes (seed 3), which the defaults never undid (0.23 accuracy after 100 epochs)."""
-    from nncli.losses import data_loss
-    from nncli.model import LINEAR_STD, MLP
+    from nncli.nn.losses import data_loss
+    from nncli.nn.model import LINEAR_STD, MLP
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 4))  # standardized features

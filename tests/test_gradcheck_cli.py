@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from helpers_data import blobs, cli, write_table, write_yaml
 
-import nncli.gradcheck as gradcheck_module
-import nncli.model as model_module
-from nncli.gradcheck import DEFAULT_SAMPLES, check_gradients, relative_error, sample_entries
-from nncli.model import MLP
+import nncli.nn.gradcheck as gradcheck_module
+import nncli.nn.model as model_module
+from nncli.nn.gradcheck import DEFAULT_SAMPLES, check_gradients, relative_error, sample_entries
+from nncli.nn.model import MLP
 
 
 def large_input_config(tmp_path: Path, activation: str = "sigmoid", scale: float = 800.0

@@ -1,7 +1,7 @@
 """Backprop against finite differences: whole models, and each piece on its own.
 
 The reference is always computed another way: centered differences ``(f(w+h) - f(w-h)) / 2h``
-of a loss, either through ``nncli.gradcheck.check_gradients`` or through the small loop and
+of a loss, either through ``nncli.nn.gradcheck.check_gradients`` or through the small loop and
 the SPEC-formula forward pass written in this file (so the suite does not only trust the
 library's own checker).
 """
@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nncli.activations import ACTIVATIONS, LEAKY_SLOPE
 from nncli.config import ACTIVATION_NAMES, LOSS_NAMES
-from nncli.gradcheck import check_gradients, relative_error
-from nncli.losses import LOSSES, data_loss
-from nncli.model import MLP, affine_backward, affine_forward
+from nncli.nn.activations import ACTIVATIONS, LEAKY_SLOPE
+from nncli.nn.gradcheck import check_gradients, relative_error
+from nncli.nn.losses import LOSSES, data_loss
+from nncli.nn.model import MLP, affine_backward, affine_forward
 
 TOL = 1e-7  # the acceptance bound for float64 gradients
 H = 1e-5
@@ -146,7 +146,7 @@ def test_check_gradients_passes_on_random_shapes(activation, loss, arch, n, d, h
 def test_check_gradients_notices_a_wrong_gradient(monkeypatch):
     """The checker itself can fail: dW 1% too large in every layer is reported for W1 and W2
     (relative error 0.01 / 1.01), while the biases still pass."""
-    import nncli.model as model_module
+    import nncli.nn.model as model_module
 
     real = model_module.affine_backward
 
@@ -167,7 +167,7 @@ def test_check_gradients_notices_a_wrong_gradient(monkeypatch):
 def test_check_gradients_fails_on_non_finite_gradient_entries(monkeypatch, bad):
     """A NaN or inf anywhere (here the last entry of dW and db, not the first one checked)
     is a failure, never silently skipped."""
-    import nncli.model as model_module
+    import nncli.nn.model as model_module
 
     real = model_module.affine_backward
 

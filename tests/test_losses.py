@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from nncli.data import class_weight_vector
 from nncli.errors import NncliError
-from nncli.losses import (
+from nncli.nn.losses import (
     data_loss,
     log_softmax,
     multiclass_svm,
@@ -20,7 +20,7 @@ from nncli.losses import (
     softmax_cross_entropy,
     squared_error,
 )
-from nncli.model import MLP
+from nncli.nn.model import MLP
 
 CAT, CAR, FROG = 0, 1, 2
 # Columns are examples in the lecture; here each row is one example: scores for cat, car, frog.

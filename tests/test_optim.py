@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nncli.config import OPTIMIZER_NAMES, config_from_dict
-from nncli.optim import Optimizer, learning_rate
+from nncli.nn.optim import Optimizer, learning_rate
 
 A = np.array([2.0, 0.5, 10.0, 1.0])  # f(w) = 0.5 * sum(a * w^2), so g = a * w
 W0 = np.array([1.0, -2.0, 0.3, 0.0])

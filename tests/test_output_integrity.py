@@ -308,9 +308,9 @@ def test_zip_bomb_npz_is_refused_against_available_memory(tmp_path: Path,
     bomb = npz_of(tmp_path / "bomb.npz", {"X.npy": npy_header((2, n // 2)) + bytes(8 * n)},
                   deflate=True)
     assert bomb.stat().st_size < 1 << 20
-    import nncli.model
+    import nncli.memory
 
-    monkeypatch.setattr(nncli.model, "available_memory_bytes", lambda: 16 << 20, raising=False)
+    monkeypatch.setattr(nncli.memory, "available_memory_bytes", lambda: 16 << 20, raising=False)
     message = npz_error(tmp_path, bomb)
     assert "bomb.npz" in message and "67.1 MB" in message and "available" in message
 
@@ -336,8 +336,8 @@ def test_gradcheck_refuses_a_tolerance_that_is_not_finite(tmp_path: Path) -> Non
     for tol in ("nan", "inf", "-1"):
         result = cli("gradcheck", config, "--tol", tol, "--samples", "2")
         assert result.exit_code == 2 and "--tol" in result.stderr, (tol, result.stderr)
-    from nncli.gradcheck import check_gradients
-    from nncli.model import MLP
+    from nncli.nn.gradcheck import check_gradients
+    from nncli.nn.model import MLP
 
     model = MLP.create(2, [], 2, "relu", "auto", np.random.default_rng(0), dtype="float64")
     with pytest.raises(NncliError, match="tolerance"):
@@ -427,7 +427,7 @@ def hand_made_checkpoint(root: Path, W: np.ndarray, classes: list[str] | None = 
     (features f0.., classes a, b or ``classes``)."""
     from nncli.checkpoint import Checkpoint, save_checkpoint
     from nncli.data import Normalization
-    from nncli.model import MLP
+    from nncli.nn.model import MLP
 
     K, D = W.shape
     data = write_table(root / "tiny.csv", np.zeros((2, D)), ["0", "1"])

@@ -36,13 +36,13 @@ import yaml
 from click.testing import CliRunner
 from helpers_data import blobs, table_text
 
-import nncli.model as model_module
+import nncli.memory as model_module
 import nncli.train as train_module
 from nncli.cli import main
 from nncli.errors import NncliError
 from nncli.files import atomic_write_bytes
-from nncli.model import MLP
-from nncli.optim import Optimizer
+from nncli.nn.model import MLP
+from nncli.nn.optim import Optimizer
 from nncli.rundir import RunDir
 
 # ---------------------------------------------------------------- helpers
@@ -512,7 +512,7 @@ def test_the_memory_estimate_covers_what_training_allocates() -> None:
 
 def test_available_memory_honours_an_address_space_limit() -> None:
     """``ulimit -v``: the limit minus what the process maps already, in a child process."""
-    code = ("import resource; from nncli.model import available_memory_bytes as a; "
+    code = ("import resource; from nncli.memory import available_memory_bytes as a; "
             "resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, resource.RLIM_INFINITY)); "
             "print(a())")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

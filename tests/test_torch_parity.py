@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nncli.model import MLP
-from nncli.optim import Optimizer
+from nncli.nn.model import MLP
+from nncli.nn.optim import Optimizer
 from nncli.train import MinibatchStep
 
 torch = pytest.importorskip("torch")

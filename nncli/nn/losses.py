@@ -13,8 +13,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from nncli.config import LOSS_NAMES
-
 LossFn = Callable[[np.ndarray, np.ndarray, float, bool, "float | np.ndarray"],
                   tuple[np.ndarray, np.ndarray]]
 
@@ -136,7 +134,6 @@ LOSSES: dict[str, LossFn] = {
     "svm": multiclass_svm,
     "mse": squared_error,
 }
-assert tuple(LOSSES) == LOSS_NAMES
 
 
 def data_loss(kind: str, scores: np.ndarray, y: np.ndarray, margin: float = 1.0,

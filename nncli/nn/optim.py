@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from nncli.config import OPTIMIZER_NAMES
-
 ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 
 UpdateFn = Callable[[np.ndarray, np.ndarray, dict[str, np.ndarray], float, dict[str, float],
@@ -89,7 +87,6 @@ UPDATES: dict[str, UpdateFn] = {
     "nesterov": nesterov_update,
     "adam": adam_update,
 }
-assert tuple(UPDATES) == OPTIMIZER_NAMES
 
 
 class Optimizer:

@@ -72,11 +72,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nncli.config import Config
-from nncli.data import class_weight_vector, load_training_data
-from nncli.errors import NncliError
-from nncli.losses import data_loss
-from nncli.model import MLP, model_from_config
+from nncli.nn.errors import NncliError
+from nncli.nn.losses import data_loss
+from nncli.nn.model import MLP
 
 ABS_AGREE = 1e-10
 DEFAULT_H = 1e-5
@@ -362,24 +360,3 @@ def check_gradients(model: MLP, X: np.ndarray, y: np.ndarray, loss_type: str = "
                 progress(name, done, len(flat_indices), w.size)
         report.params[name] = result
     return report
-
-
-def gradcheck_config(cfg: Config, samples: int | None = DEFAULT_SAMPLES, tol: float = 1e-6,
-                     n_examples: int = 16, progress: Progress | None = None
-                     ) -> GradcheckReport:
-    """Gradient-check the model of ``cfg`` in float64 on ``n_examples`` of its training data.
-
-    The model is initialized as training would initialize it, the examples are drawn from
-    the seed, and class weights and lambda are those of the config. ``samples`` as in
-    :func:`check_gradients` (default :data:`DEFAULT_SAMPLES`, as the CLI; None for all).
-    """
-    check_options(samples, tol)  # before the data is read
-    data = load_training_data(cfg, splits=("train",), dtype="float64")
-    rng = np.random.default_rng([cfg.seed, 3])
-    n = data.train.X.shape[0]
-    pick = np.sort(rng.choice(n, size=min(n, n_examples), replace=False))
-    model = model_from_config(cfg, data.train.X.shape[1], len(data.classes), "float64")
-    weights = class_weight_vector(cfg.loss.class_weight, data.classes, data.train.y)
-    return check_gradients(model, data.train.X[pick], data.train.y[pick], cfg.loss.type,
-                           cfg.reg_lambda, cfg.loss.margin, weights, samples, tol, rng,
-                           progress)
