@@ -188,14 +188,18 @@ def _with_safe_name(raw: Any) -> Any:
     return raw
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint`; errors name the file."""
+def checkpoint_file(path: str | Path) -> Path:
+    """The file a checkpoint argument names: a run folder stands for its last.npz."""
     path = Path(path)
-    if path.is_dir():
-        candidate = path / "checkpoints" / "last.npz"
-        if not candidate.exists():
-            raise NncliError(f"{path}: is a folder without checkpoints/last.npz")
-        path = candidate
+    return path / "checkpoints" / "last.npz" if path.is_dir() else path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint` (or a run folder's last.npz);
+    errors name the file."""
+    given, path = Path(path), checkpoint_file(path)
+    if given.is_dir() and not path.exists():
+        raise NncliError(f"{given}: is a folder without checkpoints/last.npz")
     if not path.exists():
         raise NncliError(f"{path}: no such checkpoint file")
     refuse_special_file(path, "a checkpoint")
@@ -205,13 +209,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     # header of sane length) before np.load reads any of it.
     from nncli.npzfile import check_members
 
-    try:
-        with zipfile.ZipFile(path) as archive:
-            keys = tuple(dict.fromkeys(name.removesuffix(".npy") for name in archive.namelist()))
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise NncliError(f"{path}: not an nncli checkpoint (cannot read it as .npz: {exc})") \
-            from None
-    check_members(path, keys)
+    check_members(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}

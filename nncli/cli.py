@@ -516,9 +516,6 @@ class _CliProgress:
             self.bar.set_description(f"epoch {epoch}/{epochs}", refresh=False)
 
     def on_batch(self, n_samples: int, loss: float) -> None:
-        # A signal whose KeyboardInterrupt was swallowed (in C code, or in a finalizer that
-        # happened to run when it arrived) stops the run here, at the next batch.
-        interrupts.raise_if_interrupted()
         self.seen += n_samples
         self.loss_sum += loss * n_samples
         if self.bar is not None:

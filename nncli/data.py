@@ -213,13 +213,21 @@ def encode_labels(labels: np.ndarray, classes: Sequence[str], source: str,
 # ---------------------------------------------------------------- readers
 
 
+def refuse_semicolon_header(header: Sequence[str], source: str, how_read: str) -> None:
+    """A header that came out as one cell holding ``;`` (a European CSV) is an error that
+    says so; ``how_read`` tells how the reader splits rows."""
+    if len(header) == 1 and ";" in header[0]:
+        raise NncliError(f"{source}: the header looks ';'-separated ({header[0][:60]!r}); "
+                         f"{how_read} — convert it, e.g. with pandas: "
+                         f"read_csv(path, sep=';').to_csv(new, index=False), or tr ';' ','")
+
+
 def _column_index(header: list[str], label_column: str, path: Path) -> int:
     hits = [i for i, name in enumerate(header) if name == label_column]
     if not hits:
-        if len(header) == 1 and ";" in header[0] and path.suffix.lower() == ".csv":
-            raise NncliError(f"{path}: the header looks ';'-separated ({header[0][:60]!r}); "
-                             f".csv tables are read as comma-separated — convert it, e.g. "
-                             f"with pandas: read_csv(path, sep=';').to_csv(new, index=False)")
+        if path.suffix.lower() == ".csv":
+            refuse_semicolon_header(header, str(path), ".csv tables are read as "
+                                    "comma-separated")
         lowered = {name.lower(): name for name in header}
         close = ([lowered[label_column.lower()]] if label_column.lower() in lowered else
                  difflib.get_close_matches(label_column, header, n=1, cutoff=0.6))
@@ -266,11 +274,12 @@ def _warn_row_index(path: Path, features: list[str], X: np.ndarray) -> None:
     """Warn about feature columns that look like a saved row index (pandas' ``to_csv``
     writes one by default, named ``""`` or read back as ``Unnamed: 0``): in a table sorted
     by label it gives the label away. X: (N, D) in ``features`` order."""
-    counting = np.arange(X.shape[0], dtype=np.float64)
+    from_0 = np.arange(X.shape[0], dtype=np.float64)
+    from_1 = from_0 + 1
     for j, name in enumerate(features):
         column = X[:, j]
-        if (name in ROW_INDEX_NAMES or np.array_equal(column, counting)
-                or np.array_equal(column, counting + 1)) and X.shape[0] > 2:
+        if (name in ROW_INDEX_NAMES or np.array_equal(column, from_0)
+                or np.array_equal(column, from_1)) and X.shape[0] > 2:
             log.warning("%s: column %s looks like a saved row index (0..N-1 or 1..N, as "
                         "pandas' to_csv writes by default); as a feature it can leak the "
                         "label — drop it (to_csv(..., index=False))", path,

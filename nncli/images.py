@@ -58,6 +58,7 @@ written, nothing is cached.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -141,8 +142,10 @@ def _to_mode(im: PILImage.Image, mode: str) -> PILImage.Image:
     return im if im.mode == mode else im.convert(mode)
 
 
+@functools.lru_cache(maxsize=1)
 def image_extensions() -> frozenset[str]:
-    """File extensions (lower case, with the dot) of the :data:`FORMATS` this Pillow has."""
+    """File extensions (lower case, with the dot) of the :data:`FORMATS` this Pillow has
+    (Pillow's plugins do not change while nncli runs: computed once)."""
     from PIL import Image
 
     return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items()

@@ -122,11 +122,16 @@ def read_header(path: Path, archive: zipfile.ZipFile, name: str) -> ArrayHeader:
     return ArrayHeader(name, tuple(int(s) for s in shape), dtype, int(nbytes))
 
 
-def check_members(path: Path, keys: tuple[str, ...]) -> dict[str, ArrayHeader]:
-    """The headers of the arrays ``keys`` of the archive at ``path``, checked (see the module
-    docstring) before anything is loaded; keys the archive lacks are left out."""
+def check_members(path: Path, keys: tuple[str, ...] | None = None
+                  ) -> dict[str, ArrayHeader]:
+    """The headers of the arrays ``keys`` (default: every array) of the archive at ``path``,
+    checked (see the module docstring) before anything is loaded; keys the archive lacks
+    are left out."""
     try:
         with zipfile.ZipFile(path) as archive:
+            if keys is None:  # the names np.load gives the members
+                keys = tuple(dict.fromkeys(name.removesuffix(".npy")
+                                           for name in archive.namelist()))
             headers = {}
             for key in keys:
                 name = member_name(archive, key)

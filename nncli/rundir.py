@@ -111,18 +111,6 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
                          f"file, if any, is unchanged") from None
 
 
-def fresh_run_dir(base: Path) -> Path:
-    """``base`` if it does not exist, else the first free ``base-2``, ``base-3``, ..."""
-    if not base.exists():
-        return base
-    n = 2
-    while True:
-        candidate = base.with_name(f"{base.name}-{n}")
-        if not candidate.exists():
-            return candidate
-        n += 1
-
-
 def holds_run(path: Path) -> bool:
     """True when ``path`` already holds a run (a ``config.yaml`` or a ``checkpoints/``) or
     any file a run would write (``metrics.csv``, ...): a new run there would replace it.

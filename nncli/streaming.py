@@ -36,8 +36,15 @@ from typing import IO, Any
 
 import numpy as np
 
-from nncli.data import TABLE_SUFFIXES, RawData, align_features, is_number
+from nncli.data import (
+    TABLE_SUFFIXES,
+    RawData,
+    align_features,
+    is_number,
+    refuse_semicolon_header,
+)
 from nncli.errors import NncliError
+from nncli.images import image_extensions
 
 MAX_BATCH = 256  # lines of a stream handed over at once, at most
 BATCH = 256  # inputs per batch when they are all at hand (arguments, folders)
@@ -100,11 +107,10 @@ def _stdin_lines(stdin: IO[str] | None) -> Iterator[list[str]]:
 
 
 def _refuse_semicolons(cells: list[str], n_features: int, source: str) -> None:
-    """A header read as one cell holding ';' (a European CSV) is named as such."""
-    if len(cells) == 1 and ";" in cells[0] and n_features > 1:
-        raise NncliError(f"{source}: the header looks ';'-separated ({cells[0][:60]!r}); rows "
-                         f"are read as comma- or tab-separated — convert them, e.g. with "
-                         f"tr ';' ','")
+    """A header read as one cell holding ';' (a European CSV), for a model of several
+    columns, is named as such."""
+    if n_features > 1:
+        refuse_semicolon_header(cells, source, "rows are read as comma- or tab-separated")
 
 
 @dataclass
@@ -149,13 +155,6 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 # ---------------------------------------------------------------- images
 
 
-def image_extensions() -> frozenset[str]:
-    """The extensions of the image formats nncli decodes (one list, in nncli.images)."""
-    from nncli.images import image_extensions as decodable
-
-    return decodable()
-
-
 def folder_images(folder: str) -> list[str]:
     """The image files under ``folder``, recursively, sorted by path (``folder/a/x.png``).
 
@@ -166,7 +165,8 @@ def folder_images(folder: str) -> list[str]:
 
     listing = list_folder(Path(folder))
     files = listing.loose + [rel for entries in listing.files for rel, _, _ in entries]
-    is_image = [os.path.splitext(rel)[1].lower() in image_extensions() for rel in files]
+    extensions = image_extensions()
+    is_image = [os.path.splitext(rel)[1].lower() in extensions for rel in files]
     skipped = [rel for rel, ok in zip(files, is_image) if not ok]
     if skipped:
         log.warning("%s: skipped %d file(s) without an image extension, e.g. %s", folder,

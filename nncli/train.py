@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from nncli.build import class_weights, model_from_config
-from nncli.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from nncli.checkpoint import Checkpoint, checkpoint_file, load_checkpoint, save_checkpoint
 from nncli.config import Config, check_run_name
 from nncli.data import Dataset, TrainingData, load_training_data
 from nncli.errors import DivergedError, NncliError
+from nncli.interrupts import raise_if_interrupted
 from nncli.memory import check_training_memory, memory_message, training_bytes
 from nncli.metrics import evaluate
 from nncli.nn.model import MLP
@@ -29,7 +30,6 @@ from nncli.rundir import (
     RunDir,
     check_rows,
     enclosing_run,
-    fresh_run_dir,
     holds_run,
     refuse_existing_run,
     run_dir_of_checkpoint,
@@ -94,12 +94,12 @@ def _compatible(ckpt: Checkpoint, cfg: Config, data: TrainingData, path: Path) -
 
 
 def _new_run_dir(cfg: Config, out: str | Path | None) -> Path:
-    """The run directory of a new run: ``out``, which must not hold a run already, or the
-    first free ``runs/<name>``, ``runs/<name>-2``, ... (claimed for good when training
-    starts, see :meth:`RunDir.claim`). The name must be one folder name."""
+    """The run directory of a new run: ``out``, which must not hold a run already, or
+    ``runs/<name>``, from which :meth:`RunDir.claim` takes the first free of it,
+    ``runs/<name>-2``, ... when training starts. The name must be one folder name."""
     if out is None:
         check_run_name(cfg.name, "name")  # also the default, the config file's stem
-        return fresh_run_dir(Path("runs") / cfg.name)
+        return Path("runs") / cfg.name
     path = Path(out)
     if holds_run(path):
         raise refuse_existing_run(path)
@@ -262,18 +262,13 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
         run.release()
 
 
-def _checkpoint_file(path: Path) -> Path:
-    """The file ``--resume path`` reads (a run folder stands for its last.npz)."""
-    return path / "checkpoints" / "last.npz" if path.is_dir() else path
-
-
 def _restored_rows(ckpt: Checkpoint, run: RunDir, path: Path) -> list[dict[str, Any]]:
     """The metric rows up to the checkpoint's epoch, checked: those it carries (it is
     written before the row is appended to the logs, so the logs may lack its last row
     after a crash), or for a checkpoint without rows those of ``metrics.jsonl``."""
     rows = ckpt.extra.get("rows")
     if rows is not None:
-        source, complete = f"{_checkpoint_file(path)}: damaged checkpoint", True
+        source, complete = f"{checkpoint_file(path)}: damaged checkpoint", True
     else:
         source, complete = f"{run.path / 'metrics.jsonl'}: damaged metrics log", False
         rows = [r for r in run.read_metrics() if r["epoch"] <= ckpt.epoch]
@@ -403,6 +398,9 @@ def _train(cfg: Config, run: RunDir, out: str | Path | None, resume: str | Path 
                 sum_reg += r_loss * m
                 sum_correct += correct
                 step += 1
+                # A signal whose KeyboardInterrupt was swallowed (in C code, or in a finalizer
+                # that happened to run when it arrived) stops the run here, at the next batch.
+                raise_if_interrupted()
                 progress.on_batch(m, d_loss + r_loss)
             train_seconds += time.perf_counter() - epoch_start
             samples_seen += n
@@ -484,7 +482,8 @@ def _train(cfg: Config, run: RunDir, out: str | Path | None, resume: str | Path 
         "run_dir": str(run.path),
         "peak_rss_mb": peak_rss_mb(),
     }
-    falling = (None if summary["stopped_early"] or completed < cfg.train.epochs else
+    # only a run that used all its epochs (not one stopped early) can be "not converged"
+    falling = (None if completed < cfg.train.epochs else
                still_falling([r["loss"] for r in rows], cfg.train.epochs))
     summary["converged"] = falling is None
     if falling is not None:

@@ -346,15 +346,15 @@ def test_divergence_in_the_first_epoch_of_a_new_run_leaves_nothing(
 
 def test_a_new_run_never_writes_into_or_points_at_a_run_that_appeared_meanwhile(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``runs/<name>`` was free when checked but another run took it before this one
-    started writing: this run takes ``runs/<name>-2`` (``mkdir`` decides), the other run
-    stays byte-identical, and an early Ctrl-C's message does not offer its checkpoint."""
+    """``runs/<name>`` holds another run (taken before this one could start writing):
+    this run takes ``runs/<name>-2`` (``mkdir`` decides, at the moment of writing), the
+    other run stays byte-identical, and an early Ctrl-C's message does not offer its
+    checkpoint."""
     monkeypatch.chdir(tmp_path)
     cfg = write_config(tmp_path, filename="exp.yaml")
     assert invoke("train", cfg, "--quiet").exit_code == 0
     other = tmp_path / "runs" / "exp"
     before = snapshot(other)
-    monkeypatch.setattr(train_module, "fresh_run_dir", lambda base: base)  # "it was free"
     interrupt_first_step(monkeypatch)
     line = one_error_line(invoke("train", cfg, "--quiet"), exit_code=130)
     assert "last.npz" not in line and str(other) not in line, line
@@ -362,7 +362,6 @@ def test_a_new_run_never_writes_into_or_points_at_a_run_that_appeared_meanwhile(
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["exp"]
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(train_module, "fresh_run_dir", lambda base: base)
     assert invoke("train", cfg, "--quiet").exit_code == 0
     assert (tmp_path / "runs" / "exp-2" / "checkpoints" / "last.npz").exists()
     assert snapshot(other) == before
