@@ -288,6 +288,13 @@ def _decode_chunk(paths: Sequence[str], start: int, size: tuple[int, int] | None
 # ---------------------------------------------------------------- worker processes
 
 
+def _start_method() -> str:
+    """How a process pool here would start its workers (fork, spawn, forkserver), read
+    without fixing it for the rest of the process."""
+    return (multiprocessing.get_start_method(allow_none=True)
+            or multiprocessing.get_all_start_methods()[0])
+
+
 def _alive(pid: int) -> bool:
     """Whether process ``pid`` exists (signal 0 checks without sending anything)."""
     try:
@@ -374,9 +381,7 @@ def _decode_into(X: np.ndarray, paths: Sequence[str], size: tuple[int, int] | No
         return None
     executor: Executor
     if pool == "process":
-        method = (multiprocessing.get_start_method(allow_none=True)  # without fixing it
-                  or multiprocessing.get_all_start_methods()[0])
-        direct = method != "forkserver"
+        direct = _start_method() != "forkserver"
         executor = ProcessPoolExecutor(workers, initializer=_worker_init,
                                        initargs=(os.getpid(), direct))
     else:
@@ -454,9 +459,7 @@ def decode_images(paths: Sequence[str], size: Sequence[int] | None, mode: str, *
         pool = "thread" if slow else "process"
     if workers is None:
         # Worker processes that are not forked import NumPy and Pillow first (~0.3 s).
-        method = (multiprocessing.get_start_method(allow_none=True)  # without fixing it
-                  or multiprocessing.get_all_start_methods()[0])
-        forked = method == "fork"
+        forked = _start_method() == "fork"
         least = PARALLEL_MIN_SECONDS if pool == "thread" or forked else SPAWN_MIN_SECONDS
         workers = available_cpus() if n * seconds >= least else 1
     workers = max(1, min(workers, n))
