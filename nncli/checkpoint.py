@@ -24,6 +24,42 @@ from nncli.nn.model import MLP
 from nncli.text import short_repr
 
 FORMAT = 1
+# Format 1's meta keys in the order nncli writes them (new files stay byte-identical to
+# older nncli's). Keys the loader does not know are ignored.
+META_KEYS = ("format", "nncli_version", "config", "classes", "input_shape", "normalize",
+             "activation", "epoch", "step", "rng_state", "best_value", "best_epoch", "wait",
+             "features", "data_kind", "class_weights", "rows")
+
+
+@dataclass
+class ResumeState:
+    """What ``--resume`` continues from besides the arrays: the shuffling RNG, the early
+    stopping state and the metric rows so far."""
+
+    rng_state: dict[str, Any] | None = None  # bit_generator.state; None: start from the seed
+    best_value: float | None = None  # the early-stopping metric's best value and its
+    best_epoch: int | None = None  # epoch; both None before the first improvement
+    wait: int = 0  # epochs since the last improvement
+    rows: list[dict[str, Any]] | None = None  # one per epoch; None (older files): the logs'
+
+    def to_meta(self) -> dict[str, Any]:
+        """The meta keys; an absent RNG state or row list is left out, as older files lack
+        them."""
+        meta: dict[str, Any] = {"best_value": self.best_value, "best_epoch": self.best_epoch,
+                                "wait": self.wait}
+        if self.rng_state is not None:
+            meta["rng_state"] = self.rng_state
+        if self.rows is not None:
+            meta["rows"] = self.rows
+        return meta
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> ResumeState:
+        """The resume state in a checked meta (:func:`_check_resume_counters`); absent keys
+        take the defaults."""
+        return cls(rng_state=meta.get("rng_state"), best_value=meta.get("best_value"),
+                   best_epoch=meta.get("best_epoch"), wait=meta.get("wait", 0),
+                   rows=meta.get("rows"))
 
 
 @dataclass
@@ -38,7 +74,32 @@ class Checkpoint:
     epoch: int = 0
     step: int = 0
     optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # rng state, features, kind, history
+    resume: ResumeState = field(default_factory=ResumeState)
+    # What eval and predict need to read data as training did:
+    features: list[str] | None = None  # a table's training columns, in order
+    data_kind: str | None = None  # images, table or array; None in older files
+    class_weights: np.ndarray | None = None  # (K,) float64, the loss's per-class weights
+
+
+def _meta(ckpt: Checkpoint) -> dict[str, Any]:
+    """The JSON meta of ``ckpt``, keys in :data:`META_KEYS` order."""
+    weights = ckpt.class_weights
+    meta = {
+        "format": FORMAT,
+        "nncli_version": __version__,
+        "config": ckpt.config.to_dict(),
+        "classes": list(ckpt.classes),
+        "input_shape": list(ckpt.input_shape),
+        "normalize": ckpt.normalization.kind,
+        "activation": ckpt.model.activation_name,
+        "epoch": int(ckpt.epoch),
+        "step": int(ckpt.step),
+        **ckpt.resume.to_meta(),
+        "features": ckpt.features,
+        "data_kind": ckpt.data_kind,
+        "class_weights": None if weights is None else weights.tolist(),
+    }
+    return {key: meta[key] for key in META_KEYS if key in meta}
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
@@ -53,19 +114,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
         arrays["norm_shift"] = ckpt.normalization.shift
         arrays["norm_scale"] = ckpt.normalization.scale
     arrays.update(ckpt.optimizer_state)
-    meta = {
-        "format": FORMAT,
-        "nncli_version": __version__,
-        "config": ckpt.config.to_dict(),
-        "classes": list(ckpt.classes),
-        "input_shape": list(ckpt.input_shape),
-        "normalize": ckpt.normalization.kind,
-        "activation": ckpt.model.activation_name,
-        "epoch": int(ckpt.epoch),
-        "step": int(ckpt.step),
-        **ckpt.extra,
-    }
-    arrays["meta"] = np.array(json.dumps(meta))
+    arrays["meta"] = np.array(json.dumps(_meta(ckpt)))
     try:
         atomic_write_bytes(path, lambda handle: np.savez(handle, **arrays))
     except OSError as exc:
@@ -197,6 +246,34 @@ def checkpoint_file(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint` (or a run folder's last.npz);
     errors name the file."""
+    path = _existing_checkpoint(path)
+    arrays = _read_arrays(path)
+    meta = _read_meta(path, arrays)
+    try:
+        config, params = _checked_contents(meta, arrays)
+    except (KeyError, TypeError, ValueError, NncliError) as exc:
+        raise NncliError(f"{path}: damaged checkpoint (missing or invalid {exc})") from None
+    if "norm_shift" in arrays:
+        norm = Normalization(meta.get("normalize", config.data.normalize),
+                             arrays.pop("norm_shift"), arrays.pop("norm_scale"))
+    else:
+        norm = Normalization("none")
+    weights, kind = meta.get("class_weights"), meta.get("data_kind")
+    return Checkpoint(
+        model=MLP(params, config.model.activation), config=config, classes=meta["classes"],
+        input_shape=tuple(meta["input_shape"]), normalization=norm,
+        epoch=meta.get("epoch", 0), step=meta.get("step", 0),
+        optimizer_state={k: v for k, v in arrays.items() if k.startswith("opt_")},
+        resume=ResumeState.from_meta(meta), features=meta.get("features"),
+        data_kind=kind if isinstance(kind, str) else None,
+        class_weights=None if weights is None else np.asarray(weights, dtype=np.float64),
+    )
+
+
+def _existing_checkpoint(path: str | Path) -> Path:
+    """The checkpoint file ``path`` names, checked to be a regular file holding an .npz
+    archive whose members' headers are sane (sizes against memory, no object arrays, a
+    header of sane length), before np.load reads any of it."""
     given, path = Path(path), checkpoint_file(path)
     if given.is_dir() and not path.exists():
         raise NncliError(f"{given}: is a folder without checkpoints/last.npz")
@@ -205,14 +282,17 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     refuse_special_file(path, "a checkpoint")
     if not zipfile.is_zipfile(path):
         raise NncliError(f"{path}: not an nncli checkpoint (not an .npz archive)")
-    # Every member's .npy header is checked (sizes against memory, no object arrays, a
-    # header of sane length) before np.load reads any of it.
     from nncli.npzfile import check_members
 
     check_members(path)
+    return path
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the archive at ``path``, never unpickling anything."""
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
+            return {name: archive[name] for name in archive.files}
     except ValueError as exc:
         if "pickle" in str(exc):
             raise NncliError(f"{path}: holds pickled Python objects; refusing to load it") \
@@ -221,6 +301,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise NncliError(f"{path}: not an nncli checkpoint (cannot read it as .npz: {exc})") \
             from None
+
+
+def _read_meta(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The JSON object of the ``meta`` array (taken out of ``arrays``), of format 1."""
     if "meta" not in arrays:
         raise NncliError(f"{path}: not an nncli checkpoint (no 'meta' array)")
     try:
@@ -232,36 +316,27 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if type(meta.get("format")) is not int or meta["format"] != FORMAT:
         raise NncliError(f"{path}: checkpoint format {meta.get('format')!r} is not supported "
                          f"by nncli {__version__} (expected {FORMAT})")
-    try:
-        config = config_from_dict(_with_safe_name(meta["config"]))
-        classes, input_shape = meta["classes"], meta["input_shape"]
-        if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)
-                and len(set(classes)) == len(classes)):
-            raise ValueError("classes: expected a list of distinct names")
-        if not (isinstance(input_shape, list) and input_shape
-                and all(type(s) is int and s > 0 for s in input_shape)):
-            raise ValueError("input_shape: expected a list of positive integers")
-        n_layers = len(config.model.hidden) + 1
-        params = {}
-        for i in range(1, n_layers + 1):
-            params[f"W{i}"] = arrays.pop(f"W{i}")
-            params[f"b{i}"] = arrays.pop(f"b{i}")
-        _check_numbers(params, [int(np.prod(input_shape)), *config.model.hidden, len(classes)],
-                       arrays, meta)
-    except (KeyError, TypeError, ValueError, NncliError) as exc:
-        raise NncliError(f"{path}: damaged checkpoint (missing or invalid {exc})") from None
-    model = MLP(params, config.model.activation)
-    input_shape = tuple(input_shape)
-    if "norm_shift" in arrays:
-        norm = Normalization(meta.get("normalize", config.data.normalize),
-                             arrays.pop("norm_shift"), arrays.pop("norm_scale"))
-    else:
-        norm = Normalization("none")
-    reserved = {"format", "nncli_version", "config", "classes", "input_shape", "normalize",
-                "activation", "epoch", "step"}
-    return Checkpoint(
-        model=model, config=config, classes=classes, input_shape=input_shape,
-        normalization=norm, epoch=meta.get("epoch", 0), step=meta.get("step", 0),
-        optimizer_state={k: v for k, v in arrays.items() if k.startswith("opt_")},
-        extra={k: v for k, v in meta.items() if k not in reserved},
-    )
+    return meta
+
+
+def _checked_contents(meta: dict[str, Any], arrays: dict[str, np.ndarray]
+                      ) -> tuple[Config, dict[str, np.ndarray]]:
+    """The config and the parameters (taken out of ``arrays``), after checking them, the
+    classes, the input shape, the other arrays and the resume state; raises KeyError,
+    TypeError, ValueError or NncliError naming what is missing or invalid."""
+    config = config_from_dict(_with_safe_name(meta["config"]))
+    classes, input_shape = meta["classes"], meta["input_shape"]
+    if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)
+            and len(set(classes)) == len(classes)):
+        raise ValueError("classes: expected a list of distinct names")
+    if not (isinstance(input_shape, list) and input_shape
+            and all(type(s) is int and s > 0 for s in input_shape)):
+        raise ValueError("input_shape: expected a list of positive integers")
+    n_layers = len(config.model.hidden) + 1
+    params = {}
+    for i in range(1, n_layers + 1):
+        params[f"W{i}"] = arrays.pop(f"W{i}")
+        params[f"b{i}"] = arrays.pop(f"b{i}")
+    _check_numbers(params, [int(np.prod(input_shape)), *config.model.hidden, len(classes)],
+                   arrays, meta)
+    return config, params

@@ -41,10 +41,10 @@ from nncli.text import printable, surrogates_as_bytes, tsv_cell
 
 def data_kind(ckpt: Checkpoint) -> str:
     """The kind of data the checkpoint was trained on: ``images``, ``table`` or ``array``."""
-    kind = ckpt.extra.get("data_kind")
+    kind = ckpt.data_kind
     if kind in ("images", "table", "array"):
         return str(kind)
-    return "table" if ckpt.extra.get("features") else "array"
+    return "table" if ckpt.features else "array"
 
 
 def _listed(names: Sequence[str], limit: int) -> str:
@@ -62,7 +62,7 @@ def expectation(ckpt: Checkpoint, checkpoint: str | Path) -> str:
         size = f"resized to {width}x{height}" if image.size else f"{width}x{height} pixels"
         return f"{checkpoint} was trained on images ({size}, mode {image.mode})"
     if kind == "table":
-        features = ckpt.extra.get("features") or []
+        features = ckpt.features or []
         return (f"{checkpoint} was trained on table rows with {dim} features "
                 f"({_listed(features, 6)})")
     return f"{checkpoint} was trained on arrays of shape {shape} ({dim} values per example)"
@@ -94,8 +94,7 @@ def _check_data_kind(ckpt: Checkpoint, checkpoint: str | Path, data: Path,
 
 def checkpoint_class_weights(ckpt: Checkpoint) -> np.ndarray | None:
     """The per-class loss weights the model was trained with, or None."""
-    weights = ckpt.extra.get("class_weights")
-    return None if weights is None else np.asarray(weights, dtype=np.float64)
+    return ckpt.class_weights
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
@@ -115,7 +114,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
     _check_data_kind(ckpt, checkpoint, Path(data))
     raw = read_source(data, cfg.data)
     _check_data_kind(ckpt, checkpoint, Path(data), raw)
-    raw = align_features(raw, ckpt.extra.get("features"), "eval")
+    raw = align_features(raw, ckpt.features, "eval")
     check_shape(raw, ckpt.input_shape, "eval")
     y = encode_labels(raw.labels, ckpt.classes, raw.source, raw.label_lines)
     where = Normalization.rows_of(raw)
@@ -175,7 +174,7 @@ class Predictor:
         self.ckpt = load_checkpoint(checkpoint)
         self.path = Path(checkpoint)
         self.kind = data_kind(self.ckpt)
-        self.features: list[str] | None = self.ckpt.extra.get("features")
+        self.features: list[str] | None = self.ckpt.features
         self.dim = int(np.prod(self.ckpt.input_shape))
         self.expects = expectation(self.ckpt, checkpoint)
         self.table = TableReader(self.features, self.ckpt.config.data.label_column, self.dim,

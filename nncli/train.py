@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from nncli.build import class_weights, model_from_config
-from nncli.checkpoint import Checkpoint, checkpoint_file, load_checkpoint, save_checkpoint
+from nncli.checkpoint import (
+    Checkpoint,
+    ResumeState,
+    checkpoint_file,
+    load_checkpoint,
+    save_checkpoint,
+)
 from nncli.config import Config, check_run_name
 from nncli.data import Dataset, TrainingData, load_training_data
 from nncli.errors import DivergedError, NncliError
@@ -63,6 +69,54 @@ class TrainResult:
     summary: dict[str, Any]
     model: MLP
     rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TrainState:
+    """Where a run stands; the :class:`Trainer`'s steps read and advance it.
+
+    ``epoch`` is the epoch in progress, or between epochs the last one done (at the start:
+    the checkpoint's, 0 for a new run); ``step`` counts batches; ``rng`` shuffles them
+    (stream ``[seed, 1]``). ``best_value``, ``best_epoch`` (its row ``best_row``) and
+    ``wait`` are early stopping's; ``rows`` holds one metric row per epoch so far. The rest
+    is what this process did: ``latest`` is the checkpoint of the last epoch done (in
+    memory), ``last_saved_epoch``/``best_saved_epoch`` the epochs of last.npz/best.npz.
+    """
+
+    epoch: int
+    step: int
+    rng: np.random.Generator
+    rows: list[dict[str, Any]]
+    best_value: float | None = None
+    best_epoch: int | None = None
+    best_row: dict[str, Any] | None = None
+    wait: int = 0
+    latest: Checkpoint | None = None
+    last_saved_epoch: int = 0
+    best_saved_epoch: int | None = None
+    train_seconds: float = 0.0  # in the batch loops (for samples_per_sec)
+    samples_seen: int = 0
+
+    @classmethod
+    def begin(cls, seed: int, epoch: int = 0, step: int = 0,
+              resume: ResumeState | None = None,
+              rows: list[dict[str, Any]] | None = None) -> TrainState:
+        """The state of a new run (seed only), or of one resumed from a checkpoint at
+        ``epoch``/``step`` with ``resume`` and its checked ``rows``."""
+        resume = resume or ResumeState()
+        rows = list(rows or [])
+        rng = np.random.default_rng([seed, 1])
+        if resume.rng_state is not None:
+            rng.bit_generator.state = resume.rng_state
+        return cls(epoch=epoch, step=step, rng=rng, rows=rows, best_value=resume.best_value,
+                   best_epoch=resume.best_epoch, wait=resume.wait,
+                   best_row=next((r for r in rows if r["epoch"] == resume.best_epoch), None),
+                   last_saved_epoch=epoch, best_saved_epoch=resume.best_epoch)
+
+    def resume_state(self) -> ResumeState:
+        """What a checkpoint of this state must carry to resume from it."""
+        return ResumeState(rng_state=self.rng.bit_generator.state, best_value=self.best_value,
+                           best_epoch=self.best_epoch, wait=self.wait, rows=list(self.rows))
 
 
 def _improved(metric: str, value: float | None, best: float | None, min_delta: float) -> bool:
@@ -112,7 +166,7 @@ def _new_run_dir(cfg: Config, out: str | Path | None) -> Path:
 def _stopped_early(ckpt: Checkpoint, cfg: Config) -> bool:
     """The checkpoint's early-stopping state has already run out of patience."""
     es = cfg.train.early_stopping
-    return es is not None and int(ckpt.extra.get("wait", 0)) >= es["patience"]
+    return es is not None and ckpt.resume.wait >= es["patience"]
 
 
 def _resumable_run_dir(ckpt: Checkpoint, cfg: Config, path: Path,
@@ -132,7 +186,7 @@ def _resumable_run_dir(ckpt: Checkpoint, cfg: Config, path: Path,
                          f"with --set train.epochs=N (N > {ckpt.epoch})")
     if _stopped_early(ckpt, cfg) and finished:
         es = cfg.train.early_stopping or {}
-        wait = int(ckpt.extra.get("wait", 0))
+        wait = ckpt.resume.wait
         raise NncliError(f"{path}: the run stopped early at epoch {ckpt.epoch} "
                          f"({wait} epochs without improvement, train.early_stopping.patience "
                          f"{es.get('patience')}); to train on, resume with "
@@ -254,7 +308,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     else:
         run = RunDir(_new_run_dir(cfg, out))
     try:
-        return _train(cfg, run, out, resume, progress or Progress(), data)
+        return Trainer(cfg, run, out, resume, progress, data).fit()
     except BaseException:
         run.abandon_if_new()  # a new run without a checkpoint: leave no trace of it
         raise
@@ -266,7 +320,7 @@ def _restored_rows(ckpt: Checkpoint, run: RunDir, path: Path) -> list[dict[str, 
     """The metric rows up to the checkpoint's epoch, checked: those it carries (it is
     written before the row is appended to the logs, so the logs may lack its last row
     after a crash), or for a checkpoint without rows those of ``metrics.jsonl``."""
-    rows = ckpt.extra.get("rows")
+    rows = ckpt.resume.rows
     if rows is not None:
         source, complete = f"{checkpoint_file(path)}: damaged checkpoint", True
     else:
@@ -305,152 +359,206 @@ def _allocate(cfg: Config, ckpt: Checkpoint | None, data: TrainingData, batch_ca
     return model, optimizer, step
 
 
-def _train(cfg: Config, run: RunDir, out: str | Path | None, resume: str | Path | None,
-           progress: Progress, data: TrainingData | None) -> TrainResult:
-    """:func:`train` once the run directory is chosen (and, to resume, locked)."""
-    from nncli.testhooks import pause_here
+def _checkpoint_to_resume(cfg: Config, resume: Path | None,
+                          out: str | Path | None) -> Checkpoint | None:
+    """The checkpoint ``resume`` names, checked to be resumable in its run, or None."""
+    if resume is None:
+        return None
+    ckpt = load_checkpoint(resume)  # checks every array and all the resume state
+    _resumable_run_dir(ckpt, cfg, resume, out)
+    return ckpt
 
-    wall_start = time.perf_counter()
-    # Everything that can refuse the run is checked before anything is written.
-    ckpt: Checkpoint | None = None
-    if resume is not None:
-        resume = Path(resume)
-        ckpt = load_checkpoint(resume)  # checks every array and all the resume state
-        _resumable_run_dir(ckpt, cfg, resume, out)
-    data = data or load_training_data(cfg)
+
+def _best_metric(cfg: Config, data: TrainingData) -> str:
+    """The metric that early stopping and best.npz follow (``train.early_stopping.metric``,
+    else val_loss, else the training loss)."""
     es = cfg.train.early_stopping
     metric = es["metric"] if es else ("val_loss" if data.val is not None else "loss")
     if metric.startswith("val_") and data.val is None:
         raise NncliError("config key 'train.early_stopping.metric': "
                          f"'{metric}' needs validation data (set data.val or data.val_split)")
-    if ckpt is not None:
-        _compatible(ckpt, cfg, data, resume)
-    weights = class_weights(cfg, data)
-    X = data.train.X
-    n = X.shape[0]
-    batch_cap = n if cfg.train.batch_size == "full" else min(n, int(cfg.train.batch_size))
-    model, optimizer, train_step = _allocate(cfg, ckpt, data, batch_cap, weights)
-    if ckpt is not None:
-        start_epoch, step = ckpt.epoch, ckpt.step
-        state = ckpt.extra
-        previous_rows = _restored_rows(ckpt, run, resume)
-    else:
-        start_epoch, step, state = 0, 0, {}
-        previous_rows = []
-    rng = np.random.default_rng([cfg.seed, 1])
-    if "rng_state" in state:
-        rng.bit_generator.state = state["rng_state"]
-    best_value: float | None = state.get("best_value")
-    best_epoch: int | None = state.get("best_epoch")
-    wait: int = int(state.get("wait", 0))
-    best_row = next((r for r in previous_rows if r["epoch"] == best_epoch), None)
-    loss_kw = {"loss_type": cfg.loss.type, "reg_lambda": cfg.reg_lambda,
-               "margin": cfg.loss.margin, "class_weights": weights}
+    return metric
 
-    # Every check has passed: from here on the run directory is written.
-    run.claim(fresh=ckpt is None, pick_free=ckpt is None and out is None)
-    run.write_config(cfg.to_yaml())
-    run.start_metrics(rows=previous_rows)
 
-    def snapshot(epoch: int) -> Checkpoint:
+class Trainer:
+    """One run of minibatch gradient descent, in named steps (cs231n's ``Solver``).
+
+    The constructor checks everything that can refuse the run and allocates the training
+    arrays before anything is written; :meth:`fit` then runs :meth:`start`, per epoch
+    :meth:`run_epoch` (:meth:`run_batches`, :meth:`validate`) and :meth:`after_epoch`, and
+    :meth:`summarize`; :meth:`interrupted` and :meth:`diverged` finish the checkpoints of
+    a run that ends early. All of the run's progress is in :attr:`state`
+    (:class:`TrainState`). ``run`` is chosen (and, to resume, locked) by :func:`train`.
+    """
+
+    def __init__(self, cfg: Config, run: RunDir, out: str | Path | None = None,
+                 resume: str | Path | None = None, progress: Progress | None = None,
+                 data: TrainingData | None = None) -> None:
+        self.wall_start = time.perf_counter()
+        self.cfg, self.run, self.out = cfg, run, out
+        self.progress = progress or Progress()
+        resume = None if resume is None else Path(resume)
+        ckpt = _checkpoint_to_resume(cfg, resume, out)
+        data = self.data = data or load_training_data(cfg)
+        self.metric = _best_metric(cfg, data)
+        if ckpt is not None:
+            _compatible(ckpt, cfg, data, resume)
+        weights = self.weights = class_weights(cfg, data)
+        n = self.n = data.train.X.shape[0]
+        batch_cap = n if cfg.train.batch_size == "full" else min(n, int(cfg.train.batch_size))
+        self.model, self.optimizer, self.train_step = _allocate(cfg, ckpt, data, batch_cap,
+                                                                weights)
+        self.fresh = ckpt is None
+        if ckpt is None:
+            self.state = TrainState.begin(cfg.seed)
+        else:
+            self.state = TrainState.begin(cfg.seed, ckpt.epoch, ckpt.step, ckpt.resume,
+                                          _restored_rows(ckpt, run, resume))
+        self.start_epoch = self.state.epoch
+        # A resumed run that had stopped early only needs its summary written.
+        self.last_epoch = self.start_epoch if ckpt is not None and _stopped_early(ckpt, cfg) \
+            else cfg.train.epochs
+        self.loss_kw = {"loss_type": cfg.loss.type, "reg_lambda": cfg.reg_lambda,
+                        "margin": cfg.loss.margin, "class_weights": weights}
+
+    def fit(self) -> TrainResult:
+        """Train to ``train.epochs`` (or an early stop) and write the summary. Raises
+        :class:`DivergedError` on a non-finite loss and :class:`Interrupted` on Ctrl-C."""
+        self.start()
+        # Overflow is detected (and reported once) through the loss check of each batch.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            try:
+                while self.state.epoch < self.last_epoch:
+                    if self.after_epoch(self.run_epoch()):
+                        break
+            except KeyboardInterrupt:
+                raise self.interrupted() from None
+            except DivergedError:
+                self.diverged()
+                raise
+        return self.summarize()
+
+    def start(self) -> None:
+        """Every check has passed: claim the run directory, write the config and the
+        metric logs so far."""
+        fresh, run = self.fresh, self.run
+        run.claim(fresh=fresh, pick_free=fresh and self.out is None)
+        run.write_config(self.cfg.to_yaml())
+        run.start_metrics(rows=self.state.rows)
+        self.progress.on_train_start(run.path, self.n, self.start_epoch, self.cfg.train.epochs)
+
+    def run_epoch(self) -> dict[str, Any]:
+        """Train the next epoch and validate; returns its metric row."""
+        cfg, state, n = self.cfg, self.state, self.n
+        state.epoch += 1
+        epoch_start = time.perf_counter()
+        lr = learning_rate(cfg.train.lr, cfg.train.lr_schedule, state.epoch, cfg.train.epochs)
+        self.progress.on_epoch_start(state.epoch, cfg.train.epochs, n)
+        sum_data, sum_reg, sum_correct = self.run_batches(lr)
+        state.train_seconds += time.perf_counter() - epoch_start
+        state.samples_seen += n
+        if not all(np.isfinite(p).all() for p in self.model.params.values()):
+            raise DivergedError(f"weights became non-finite at epoch {state.epoch}, step "
+                                f"{state.step} — try a smaller train.lr (now {cfg.train.lr:g})")
+        row: dict[str, Any] = {
+            "epoch": state.epoch, "step": state.step, "lr": lr,
+            "loss": (sum_data + sum_reg) / n, "data_loss": sum_data / n,
+            "reg_loss": sum_reg / n, "train_acc": sum_correct / n,
+            "val_loss": None, "val_acc": None,
+        }
+        self.validate(row)
+        row["seconds"] = time.perf_counter() - epoch_start
+        return row
+
+    def run_batches(self, lr: float) -> tuple[float, float, int]:
+        """One pass over the training set in shuffled batches at rate ``lr``; returns the
+        data loss and reg loss, each summed over the examples, and the correct predictions."""
+        state, train_step, progress = self.state, self.train_step, self.progress
+        sum_data, sum_reg, sum_correct = 0.0, 0.0, 0
+        for idx in _batches(self.n, self.cfg.train.batch_size, state.rng):
+            m = len(idx)
+            d_loss, r_loss, correct = train_step(idx, lr)
+            if not math.isfinite(d_loss + r_loss):
+                raise DivergedError(
+                    f"loss became {d_loss + r_loss} at epoch {state.epoch}, step "
+                    f"{state.step + 1} — try a smaller train.lr (now {self.cfg.train.lr:g})")
+            sum_data += d_loss * m
+            sum_reg += r_loss * m
+            sum_correct += correct
+            state.step += 1
+            # A signal whose KeyboardInterrupt was swallowed (in C code, or in a finalizer
+            # that happened to run when it arrived) stops the run here, at the next batch.
+            raise_if_interrupted()
+            progress.on_batch(m, d_loss + r_loss)
+        return sum_data, sum_reg, sum_correct
+
+    def validate(self, row: dict[str, Any]) -> None:
+        """Fill ``row``'s val_loss and val_acc on the validation split, if there is one."""
+        data, cfg, loss_kw, model = self.data, self.cfg, self.loss_kw, self.model
+        if data.val is not None:
+            result = evaluate(model, data.val.X, data.val.y, reg_lambda=cfg.reg_lambda,
+                              **{k: loss_kw[k] for k in ("loss_type", "margin",
+                                                          "class_weights")})
+            row["val_loss"], row["val_acc"] = result.loss, result.accuracy
+
+    def after_epoch(self, row: dict[str, Any]) -> bool:
+        """Record the epoch's ``row``: early stopping's best and patience, the checkpoints,
+        then the logs and progress. Returns whether to stop early."""
+        from nncli.testhooks import pause_here
+
+        cfg, state, run, es = self.cfg, self.state, self.run, self.cfg.train.early_stopping
+        epoch = state.epoch
+        state.rows.append(row)
+        improved = _improved(self.metric, row[self.metric], state.best_value,
+                             es["min_delta"] if es else 0.0)
+        if improved:
+            state.best_value, state.best_epoch, state.best_row = row[self.metric], epoch, row
+            state.wait = 0
+        else:
+            state.wait += 1
+        # Checkpoints first, then the log row: whatever moment a crash or Ctrl-C hits,
+        # last.npz (which carries the rows) is never behind the logs' claims.
+        latest = state.latest = self.snapshot()
+        if improved:
+            save_checkpoint(run.best, latest)
+            state.best_saved_epoch = epoch
+        stop = es is not None and state.wait >= es["patience"]
+        if epoch % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs or stop:
+            save_checkpoint(run.last, latest)
+            state.last_saved_epoch = epoch
+        run.append_metrics(row)
+        self.progress.on_epoch_end(row)
+        if epoch == self.start_epoch + 1:
+            pause_here("train")  # tests: signal a run that holds its checkpoints
+        return stop
+
+    def snapshot(self) -> Checkpoint:
+        """The checkpoint of the run as it stands (copies of the arrays)."""
+        model, data, state = self.model, self.data, self.state
         return Checkpoint(
             model=MLP({k: v.copy(order="K") for k, v in model.params.items()},
                       model.activation_name),
-            config=cfg, classes=data.classes, input_shape=data.input_shape,
-            normalization=data.normalization, epoch=epoch, step=step,
-            optimizer_state=optimizer.state_arrays(),  # already copies
-            extra={"rng_state": rng.bit_generator.state, "best_value": best_value,
-                   "best_epoch": best_epoch, "wait": wait, "features": data.features,
-                   "data_kind": data.kind,
-                   "class_weights": weights.tolist() if weights is not None else None,
-                   "rows": list(rows)},
+            config=self.cfg, classes=data.classes, input_shape=data.input_shape,
+            normalization=data.normalization, epoch=state.epoch, step=state.step,
+            optimizer_state=self.optimizer.state_arrays(),  # already copies
+            resume=state.resume_state(), features=data.features, data_kind=data.kind,
+            class_weights=self.weights,
         )
 
-    rows: list[dict[str, Any]] = list(previous_rows)
-    last_saved_epoch = start_epoch
-    best_saved_epoch = best_epoch
-    latest: Checkpoint | None = None
-    train_seconds = 0.0
-    samples_seen = 0
-    epoch = start_epoch
-    # A resumed run that had stopped early only needs its summary written.
-    last_epoch = start_epoch if ckpt is not None and _stopped_early(ckpt, cfg) else (
-        cfg.train.epochs)
-    progress.on_train_start(run.path, n, start_epoch, cfg.train.epochs)
-    # Overflow is detected (and reported once) through the loss check below.
-    errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
-    errstate.__enter__()
-    try:
-        for epoch in range(start_epoch + 1, last_epoch + 1):
-            epoch_start = time.perf_counter()
-            lr = learning_rate(cfg.train.lr, cfg.train.lr_schedule, epoch, cfg.train.epochs)
-            progress.on_epoch_start(epoch, cfg.train.epochs, n)
-            # data loss, reg loss, correct — each weighted by batch size
-            sum_data, sum_reg, sum_correct = 0.0, 0.0, 0
-            for idx in _batches(n, cfg.train.batch_size, rng):
-                m = len(idx)
-                d_loss, r_loss, correct = train_step(idx, lr)
-                if not math.isfinite(d_loss + r_loss):
-                    raise DivergedError(
-                        f"loss became {d_loss + r_loss} at epoch {epoch}, step {step + 1} — "
-                        f"try a smaller train.lr (now {cfg.train.lr:g})")
-                sum_data += d_loss * m
-                sum_reg += r_loss * m
-                sum_correct += correct
-                step += 1
-                # A signal whose KeyboardInterrupt was swallowed (in C code, or in a finalizer
-                # that happened to run when it arrived) stops the run here, at the next batch.
-                raise_if_interrupted()
-                progress.on_batch(m, d_loss + r_loss)
-            train_seconds += time.perf_counter() - epoch_start
-            samples_seen += n
-            if not all(np.isfinite(p).all() for p in model.params.values()):
-                raise DivergedError(f"weights became non-finite at epoch {epoch}, step {step} — "
-                                    f"try a smaller train.lr (now {cfg.train.lr:g})")
-            row: dict[str, Any] = {
-                "epoch": epoch, "step": step, "lr": lr,
-                "loss": (sum_data + sum_reg) / n, "data_loss": sum_data / n,
-                "reg_loss": sum_reg / n, "train_acc": sum_correct / n,
-                "val_loss": None, "val_acc": None,
-            }
-            if data.val is not None:
-                result = evaluate(model, data.val.X, data.val.y, reg_lambda=cfg.reg_lambda,
-                                  **{k: loss_kw[k] for k in ("loss_type", "margin",
-                                                              "class_weights")})
-                row["val_loss"], row["val_acc"] = result.loss, result.accuracy
-            row["seconds"] = time.perf_counter() - epoch_start
-            rows.append(row)
-
-            improved = _improved(metric, row[metric], best_value, es["min_delta"] if es else 0.0)
-            if improved:
-                best_value, best_epoch, best_row, wait = row[metric], epoch, row, 0
-            else:
-                wait += 1
-            # Checkpoints first, then the log row: whatever moment a crash or Ctrl-C hits,
-            # last.npz (which carries the rows) is never behind the logs' claims.
-            latest = snapshot(epoch)
-            if improved:
-                save_checkpoint(run.best, latest)
-                best_saved_epoch = epoch
-            stop = es is not None and wait >= es["patience"]
-            if epoch % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs or stop:
-                save_checkpoint(run.last, latest)
-                last_saved_epoch = epoch
-            run.append_metrics(row)
-            progress.on_epoch_end(row)
-            if epoch == start_epoch + 1:
-                pause_here("train")  # tests: signal a run that holds its checkpoints
-            if stop:
-                break
-    except KeyboardInterrupt:
+    def interrupted(self) -> Interrupted:
+        """After Ctrl-C: finish the checkpoints and logs of the last epoch done; returns
+        the error to raise, saying where the run stopped and how to resume it."""
+        state, run = self.state, self.run
+        latest, epoch = state.latest, state.epoch
         # An interrupt may land inside a checkpoint write (which is then abandoned, leaving
         # the old file): finish both, so best.npz agrees with last.npz's best_epoch.
-        if latest is not None and best_epoch == latest.epoch and best_saved_epoch != best_epoch:
+        if (latest is not None and state.best_epoch == latest.epoch
+                and state.best_saved_epoch != state.best_epoch):
             save_checkpoint(run.best, latest)
-        if latest is not None and last_saved_epoch < latest.epoch:
+        if latest is not None and state.last_saved_epoch < latest.epoch:
             save_checkpoint(run.last, latest)
         if latest is not None:  # the logs match last.npz even if the row was not appended
-            run.start_metrics(rows=latest.extra["rows"])
+            run.start_metrics(rows=latest.resume.rows)
         # A fresh run's folder held no checkpoint before it (it is locked and was
         # checked to hold no run), so last.npz is this run's own.
         where = run.last if run.last.exists() else None
@@ -460,42 +568,54 @@ def _train(cfg: Config, run: RunDir, out: str | Path | None, resume: str | Path 
         # is complete and saved.
         when = (f"after epoch {epoch}" if latest is not None and latest.epoch == epoch
                 else f"during epoch {epoch}")
-        raise Interrupted(f"interrupted {when}{hint}") from None
-    except DivergedError:
-        if latest is not None and last_saved_epoch < latest.epoch:
-            save_checkpoint(run.last, latest)
-        raise
-    finally:
-        errstate.__exit__(None, None, None)
+        return Interrupted(f"interrupted {when}{hint}")
 
-    completed = rows[-1]["epoch"] if rows else start_epoch
-    final_row = rows[-1] if rows else None
-    summary: dict[str, Any] = {
-        "epochs": completed,
-        "best_epoch": best_epoch,
-        "final": final_row,
-        "best": best_row,
-        "wall_seconds": time.perf_counter() - wall_start,
-        "samples_per_sec": samples_seen / train_seconds if train_seconds > 0 else None,
-        "stopped_early": bool(es is not None and completed < cfg.train.epochs),
-        "best_metric": metric,
-        "run_dir": str(run.path),
-        "peak_rss_mb": peak_rss_mb(),
-    }
-    # only a run that used all its epochs (not one stopped early) can be "not converged"
-    falling = (None if completed < cfg.train.epochs else
-               still_falling([r["loss"] for r in rows], cfg.train.epochs))
-    summary["converged"] = falling is None
-    if falling is not None:
-        before, now, window = falling
-        log.warning("the training loss was still falling at the last epoch (%.4g -> %.4g over "
-                    "the last %d epochs): the model may not have converged; raise "
-                    "train.epochs (now %d) or train.lr (now %g)", before, now, window,
-                    cfg.train.epochs, cfg.train.lr)
-    if data.test is not None and run.best.exists():
-        summary["test"] = holdout_metrics(load_checkpoint(run.best).model, data.test, cfg, weights)
-    run.write_summary(summary)
-    return TrainResult(run.path, summary, model, rows)
+    def diverged(self) -> None:
+        """After a non-finite loss: keep the last good epoch in last.npz."""
+        latest = self.state.latest
+        if latest is not None and self.state.last_saved_epoch < latest.epoch:
+            save_checkpoint(self.run.last, latest)
+
+    def summarize(self) -> TrainResult:
+        """Write ``summary.json`` (with the test split's metrics of best.npz, if there is a
+        test split) and return it with the model and the metric rows."""
+        cfg, state, run, es = self.cfg, self.state, self.run, self.cfg.train.early_stopping
+        rows = state.rows
+        completed = rows[-1]["epoch"] if rows else self.start_epoch
+        summary: dict[str, Any] = {
+            "epochs": completed,
+            "best_epoch": state.best_epoch,
+            "final": rows[-1] if rows else None,
+            "best": state.best_row,
+            "wall_seconds": time.perf_counter() - self.wall_start,
+            "samples_per_sec": (state.samples_seen / state.train_seconds
+                                if state.train_seconds > 0 else None),
+            "stopped_early": bool(es is not None and completed < cfg.train.epochs),
+            "best_metric": self.metric,
+            "run_dir": str(run.path),
+            "peak_rss_mb": peak_rss_mb(),
+        }
+        # only a run that used all its epochs (not one stopped early) can be "not converged"
+        summary["converged"] = completed < cfg.train.epochs or _converged(cfg, rows)
+        if self.data.test is not None and run.best.exists():
+            summary["test"] = holdout_metrics(load_checkpoint(run.best).model, self.data.test,
+                                              cfg, self.weights)
+        run.write_summary(summary)
+        return TrainResult(run.path, summary, self.model, rows)
+
+
+def _converged(cfg: Config, rows: list[dict[str, Any]]) -> bool:
+    """False, with a warning, when the training loss of a run that used all its epochs was
+    still clearly falling at the end (:func:`still_falling`)."""
+    falling = still_falling([r["loss"] for r in rows], cfg.train.epochs)
+    if falling is None:
+        return True
+    before, now, window = falling
+    log.warning("the training loss was still falling at the last epoch (%.4g -> %.4g over "
+                "the last %d epochs): the model may not have converged; raise "
+                "train.epochs (now %d) or train.lr (now %g)", before, now, window,
+                cfg.train.epochs, cfg.train.lr)
+    return False
 
 
 def holdout_metrics(model: MLP, dataset: Dataset, cfg: Config,

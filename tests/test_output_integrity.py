@@ -436,7 +436,7 @@ def hand_made_checkpoint(root: Path, W: np.ndarray, classes: list[str] | None = 
     model = MLP({"W1": W.astype(dtype), "b1": np.zeros(K, dtype=dtype)}, "relu")
     ckpt = Checkpoint(model=model, config=cfg, classes=classes or ["a", "b"],
                       input_shape=(D,), normalization=Normalization("none"),
-                      extra={"features": [f"f{j}" for j in range(D)], "data_kind": "table"})
+                      features=[f"f{j}" for j in range(D)], data_kind="table")
     save_checkpoint(root / "hand.npz", ckpt)
     return root / "hand.npz"
 
