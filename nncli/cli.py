@@ -349,86 +349,68 @@ def gradcheck(config: str, overrides: tuple[str, ...], samples: str | None, tol:
 
     Example: nncli gradcheck configs/digits-mlp.yaml --samples 50
     """
-    from nncli.build import gradcheck_config
-    from nncli.config import load_config
-    from nncli.nn.gradcheck import DEFAULT_H, DEFAULT_SAMPLES
-
-    n_samples: int | None = DEFAULT_SAMPLES
-    if samples is not None and samples.strip().lower() == "all":
-        n_samples = None
-    elif samples is not None:
-        try:
-            n_samples = int(samples)
-        except ValueError:
-            n_samples = 0
-        if n_samples < 1:
-            raise click.BadParameter(f"{samples!r} is not a positive integer or 'all'",
-                                     ctx=click.get_current_context(), param_hint="'--samples'")
-    cfg = load_config(config, overrides)
-    tty = sys.stderr.isatty()
-    bars: list[Any] = []  # the open tqdm bar, if any
-
-    def progress(name: str, done: int, planned: int, entries: int) -> None:
-        """A note when a parameter is sampled by default; a tqdm bar on a terminal."""
-        if done == 0:
-            if samples is None and planned < entries:
-                click.echo(f"{name}: {planned:,} of {entries:,} entries (random sample; "
-                           f"--samples all for every entry)", err=True)
-            if tty:
-                from tqdm import tqdm
-
-                bars.append(tqdm(total=planned, desc=f"gradcheck {name}", unit="entry",
-                                 leave=False, file=sys.stderr, mininterval=0.2, delay=0.5))
-        elif bars:
-            bars[-1].update(1)
-            if done == planned:
-                bars.pop().close()
+    from nncli.checking import GRADCHECK_HEADER, check_config_file, parse_samples
+    from nncli.nn.gradcheck import DEFAULT_H
 
     try:
-        report = gradcheck_config(cfg, samples=n_samples, tol=tol, progress=progress)
+        n_samples = parse_samples(samples)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=click.get_current_context(),
+                                 param_hint="'--samples'") from None
+    progress = _GradcheckProgress(note_sampling=samples is None)
+    try:
+        result = check_config_file(config, overrides, n_samples, tol, progress)
     finally:
-        for bar in bars:
-            bar.close()
-
-    def steps_of(p: Any) -> str:
-        """The step(s) of a parameter's worst entry: h, or h,h/2 for a Richardson estimate."""
-        if p.worst_h is None:
-            return "-"
-        return f"{p.worst_h:.2g},{p.worst_h / 2:.2g}" if p.worst_richardson else f"{p.worst_h:.2g}"
-
+        progress.close()
     if as_json:
-        _echo_json(report.to_dict())
+        _echo_json(result.report.to_dict())
     else:
-        rows = []
-        for name, p in report.params.items():
-            status = "ok" if p.max_rel_error <= tol else "FAIL"
-            error = "0" if p.max_rel_error == 0 else f"{p.max_rel_error:.2e}"
-            rows.append([name, f"{p.checked:,}", f"{p.entries:,}", error, steps_of(p), status])
-        click.echo(_table(rows, ["param", "checked", "entries", "max_rel_error", "h", "status"]))
-        skipped = sum(p.skipped_at_kink for p in report.params.values())
-        if skipped:
-            click.echo(f"({skipped} entries skipped: every step h straddled a ReLU/hinge kink)",
-                       err=True)
-        retried = [f"{name} {p.retried:,}" for name, p in report.params.items() if p.retried]
-        if retried:
+        click.echo(_table(result.rows, list(GRADCHECK_HEADER)))
+        if result.skipped_at_kink:
+            click.echo(f"({result.skipped_at_kink} entries skipped: every step h straddled a "
+                       f"ReLU/hinge kink)", err=True)
+        if result.retried:
             click.echo(f"(retried after disagreeing or straddling a kink at h={DEFAULT_H:g}: "
-                       f"{', '.join(retried)}; an h column 'h,h/2' is the Richardson estimate "
-                       f"(4 D(h/2) - D(h)) / 3 of centered differences D)", err=True)
-    if not report.ok:
-        details = []
-        for name in report.failing:
-            p = report.params[name]
-            a, n = p.worst_pair or (float("nan"), float("nan"))
-            details.append(f"{name} max relative error {p.max_rel_error:.3g} at index "
-                           f"{p.worst_index} (analytic {a:.6g}, numeric {n:.6g} at "
-                           f"h={steps_of(p)})")
-        click.echo(f"gradcheck FAILED (tol {tol:g}): " + "; ".join(details), err=True)
+                       f"{', '.join(result.retried)}; an h column 'h,h/2' is the Richardson "
+                       f"estimate (4 D(h/2) - D(h)) / 3 of centered differences D)", err=True)
+    if not result.ok:
+        click.echo(f"gradcheck FAILED (tol {tol:g}): " + "; ".join(result.failures), err=True)
         sys.exit(1)
     if not as_json:
-        checked = sum(p.checked for p in report.params.values())
-        entries = sum(p.entries for p in report.params.values())
-        click.echo(f"gradcheck passed: {len(report.params)} parameters within tol {tol:g} "
-                   f"({checked:,} of {entries:,} entries checked)", err=True)
+        click.echo(f"gradcheck passed: {len(result.report.params)} parameters within tol "
+                   f"{tol:g} ({result.checked:,} of {result.entries:,} entries checked)",
+                   err=True)
+
+
+class _GradcheckProgress:
+    """gradcheck's progress: a note on stderr when a parameter is sampled by default (no
+    --samples), and on a terminal a tqdm bar per parameter."""
+
+    def __init__(self, note_sampling: bool) -> None:
+        self.note_sampling = note_sampling
+        self.tty = sys.stderr.isatty()
+        self.bars: list[Any] = []  # the open bar, if any
+
+    def __call__(self, name: str, done: int, planned: int, entries: int) -> None:
+        if done == 0:
+            if self.note_sampling and planned < entries:
+                click.echo(f"{name}: {planned:,} of {entries:,} entries (random sample; "
+                           f"--samples all for every entry)", err=True)
+            if self.tty:
+                from tqdm import tqdm
+
+                self.bars.append(tqdm(total=planned, desc=f"gradcheck {name}", unit="entry",
+                                      leave=False, file=sys.stderr, mininterval=0.2,
+                                      delay=0.5))
+        elif self.bars:
+            self.bars[-1].update(1)
+            if done == planned:
+                self.bars.pop().close()
+
+    def close(self) -> None:
+        """Close a bar left open (the check failed or was interrupted)."""
+        for bar in self.bars:
+            bar.close()
 
 
 @main.command()

@@ -5,16 +5,22 @@ keys are errors with a "did you mean" suggestion, values are type- and range-che
 with the key named in the message) and turned into a frozen, typed :class:`Config`
 with every default filled in. ``Config.to_dict()`` dumps back to YAML that loads to
 the same config.
+
+``SCHEMA`` is the one place a key is spelled: its :class:`Field` holds the default and
+the check, and the classes of :class:`Config` and its sections (their attributes), the
+dump and the ``--set`` paths are made from the schema. Adding a key is one ``Field``.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import math
+import operator
 import reprlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +33,7 @@ from nncli.nn.optim import UPDATES
 
 # Names behind every string option. Activations, losses and optimizers are named by the
 # registries in nncli.nn (adding one is one entry there); these tuples are their names at
-# import time, while validation reads the registries themselves (see _choice).
+# import time, while validation reads the registries themselves (see choice).
 ACTIVATION_NAMES = tuple(ACTIVATIONS)
 LOSS_NAMES = tuple(LOSSES)
 OPTIMIZER_NAMES = tuple(UPDATES)
@@ -121,7 +127,19 @@ def _as_float(value: Any, key: str, minimum: float | None = None, strict: bool =
     return value
 
 
-def _choice(choices: Iterable[str]) -> Checker:
+def integer(minimum: int | None = None) -> Checker:
+    """A checker of whole numbers (``5.0`` is 5) of at least ``minimum``."""
+    return lambda value, key: _as_int(value, key, minimum)
+
+
+def number(minimum: float | None = None, strict: bool = False, maximum: float | None = None,
+           strict_max: bool = False) -> Checker:
+    """A checker of finite numbers (``"1e-3"`` too) from ``minimum`` to ``maximum``, each
+    bound excluded when ``strict`` / ``strict_max``."""
+    return lambda value, key: _as_float(value, key, minimum, strict, maximum, strict_max)
+
+
+def choice(choices: Iterable[str]) -> Checker:
     """A checker accepting the names in ``choices`` (a tuple, or a registry dict read at
     each check, so that a name registered later is accepted)."""
 
@@ -209,7 +227,7 @@ def _check_init(value: Any, key: str) -> str | dict[str, float]:
             raise _fail(key, "expected auto | xavier | he | {normal: std}, "
                              f"got {_describe(value)}")
         return {"normal": _as_float(value["normal"], f"{key}.normal", minimum=0.0, strict=True)}
-    return _choice(INIT_NAMES)(value, key)
+    return choice(INIT_NAMES)(value, key)
 
 
 def _check_class_weight(value: Any, key: str) -> None | str | dict[str, float]:
@@ -232,7 +250,7 @@ def _check_schedule(value: Any, key: str) -> str | dict[str, dict[str, float]]:
     if value is None:
         return "constant"
     if isinstance(value, str):
-        return _choice(("constant", "cosine"))(value, key)
+        return choice(("constant", "cosine"))(value, key)
     if isinstance(value, Mapping) and set(value) == {"step"}:
         step = value["step"] if value["step"] is not None else {}
         if not isinstance(step, Mapping):
@@ -257,61 +275,71 @@ def _check_early_stopping(value: Any, key: str) -> dict[str, Any] | None:
         metric = "loss"
     return {
         "patience": _as_int(value.get("patience", 5), f"{key}.patience", minimum=1),
-        "metric": _choice(EARLY_STOP_METRICS)(metric, f"{key}.metric"),
+        "metric": choice(EARLY_STOP_METRICS)(metric, f"{key}.metric"),
         "min_delta": _as_float(value.get("min_delta", 0.0), f"{key}.min_delta", minimum=0.0),
     }
 
 
 @dataclass(frozen=True)
 class Field:
-    """One leaf of the schema: its default and the function that checks/normalizes it."""
+    """One config key, and the only place it is spelled: its default, the function that
+    checks and normalizes a given value (``check(value, "train.lr")``), and, for a key
+    whose name cannot be an attribute, the attribute of :class:`Config` that holds it
+    (``reg.lambda`` is ``cfg.reg_lambda``: ``lambda`` is a Python keyword). The typed
+    objects, their attributes, the YAML dump and the ``--set`` paths follow from
+    ``SCHEMA``."""
 
     default: Any
     check: Checker
+    attribute: str | None = None
 
 
 SCHEMA: dict[str, Any] = {
     "name": Field(None, check_run_name),
-    "seed": Field(0, lambda v, k: _as_int(v, k, minimum=0)),
+    "seed": Field(0, integer(minimum=0)),
     "data": {
         "train": Field(None, _required_str),
         "val": Field(None, _optional_str),
-        "val_split": Field(0.0, lambda v, k: _as_float(v, k, minimum=0.0, maximum=1.0,
-                                                       strict_max=True)),
+        "val_split": Field(0.0, number(minimum=0.0, maximum=1.0, strict_max=True)),
         "test": Field(None, _optional_str),
         "image": {
             "size": Field(None, _check_image_size),
-            "mode": Field("L", _choice(IMAGE_MODES)),
+            "mode": Field("L", choice(IMAGE_MODES)),
         },
         "label_column": Field("label", _required_str),
-        "normalize": Field("standard", _choice(NORMALIZE_NAMES)),
+        "normalize": Field("standard", choice(NORMALIZE_NAMES)),
     },
     "model": {
         "hidden": Field((), _check_hidden),
-        "activation": Field("relu", _choice(ACTIVATIONS)),
+        "activation": Field("relu", choice(ACTIVATIONS)),
         "init": Field("auto", _check_init),
     },
     "loss": {
-        "type": Field("softmax", _choice(LOSSES)),
-        "margin": Field(1.0, lambda v, k: _as_float(v, k, minimum=0.0)),
+        "type": Field("softmax", choice(LOSSES)),
+        "margin": Field(1.0, number(minimum=0.0)),
         "class_weight": Field(None, _check_class_weight),
     },
     "reg": {
-        "lambda": Field(0.0, lambda v, k: _as_float(v, k, minimum=0.0)),
+        "lambda": Field(0.0, number(minimum=0.0), attribute="reg_lambda"),
     },
     "train": {
-        "epochs": Field(100, lambda v, k: _as_int(v, k, minimum=1)),
+        "epochs": Field(100, integer(minimum=1)),
         "batch_size": Field(64, _check_batch_size),
-        "lr": Field(0.001, lambda v, k: _as_float(v, k, minimum=0.0, strict=True)),
-        "optimizer": Field("adam", _choice(UPDATES)),
-        "momentum": Field(0.9, lambda v, k: _as_float(v, k, minimum=0.0, maximum=1.0,
-                                                      strict_max=True)),
+        "lr": Field(0.001, number(minimum=0.0, strict=True)),
+        "optimizer": Field("adam", choice(UPDATES)),
+        "momentum": Field(0.9, number(minimum=0.0, maximum=1.0, strict_max=True)),
         "lr_schedule": Field("constant", _check_schedule),
         "early_stopping": Field(None, _check_early_stopping),
-        "dtype": Field("float32", _choice(DTYPE_NAMES)),
-        "checkpoint_every": Field(1, lambda v, k: _as_int(v, k, minimum=1)),
+        "dtype": Field("float32", choice(DTYPE_NAMES)),
+        "checkpoint_every": Field(1, integer(minimum=1)),
     },
 }
+
+# Attributes of a section that are no config key: given by the loader (config_from_dict),
+# never read from YAML, compared or dumped. data.config_dir is the folder of the config
+# file, for the hint when a relative data path is missing from the current directory but
+# present there.
+CONTEXT_ATTRIBUTES = {"data": ("config_dir",)}
 
 
 def _all_paths(schema: Mapping[str, Any] = SCHEMA, prefix: str = "") -> list[str]:
@@ -376,109 +404,145 @@ def _resolve(given: Any, schema: Mapping[str, Any], prefix: str) -> dict[str, An
     return resolved
 
 
-@dataclass(frozen=True)
-class ImageConfig:
-    size: tuple[int, int] | None
-    mode: str
+# ---------------------------------------------------------------- typed objects from SCHEMA
+#
+# Each section of SCHEMA is a frozen dataclass whose attributes are its keys and its
+# subsections (``cfg.data.image.size``); a key with ``Field.attribute`` is held by the
+# top-level Config instead. The classes are made from the schema (once per shape of it),
+# so that a key added to SCHEMA is at once a default, a check, an attribute and a line of
+# the dump.
+
+# Config's attributes as a tree: attribute -> the dotted key whose value it holds, or the
+# Layout of a section; e.g. {"seed": "seed", "data": {"image": {"size": "data.image.size",
+# ...}, ...}, "reg_lambda": "reg.lambda", ...}.
+Layout = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class DataConfig:
-    train: str
-    val: str | None
-    val_split: float
-    test: str | None
-    image: ImageConfig
-    label_column: str
-    normalize: str
-    # The folder of the config file, for the hint when a relative data path is missing
-    # from the current directory but present there. Not part of the config's content.
-    config_dir: str | None = field(default=None, compare=False)
+def _layout(schema: Mapping[str, Any] = SCHEMA) -> Layout:
+    """The attributes of :class:`Config` and their keys, in the schema's order (a section
+    whose every key is held by Config itself, such as ``reg``, has no attribute)."""
+    top: Layout = {}
+
+    def place(node: Mapping[str, Any], into: Layout, prefix: str) -> None:
+        for name, child in node.items():
+            if isinstance(child, Mapping):
+                section: Layout = {}
+                place(child, section, f"{prefix}{name}.")
+                if section:
+                    into[name] = section
+            elif child.attribute:
+                top[child.attribute] = prefix + name
+            else:
+                into[name] = prefix + name
+
+    place(schema, top, "")
+    return top
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    hidden: tuple[int, ...]
-    activation: str
-    init: str | dict[str, float]
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    type: str
-    margin: float
-    class_weight: None | str | dict[str, float]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int
-    batch_size: int | str
-    lr: float
-    optimizer: str
-    momentum: float
-    lr_schedule: str | dict[str, dict[str, float]]
-    early_stopping: dict[str, Any] | None
-    dtype: str
-    checkpoint_every: int
-
-
-@dataclass(frozen=True)
-class Config:
-    """A validated config with every default filled in. ``reg_lambda`` is YAML's ``reg.lambda``."""
-
-    name: str
-    seed: int
-    data: DataConfig
-    model: ModelConfig
-    loss: LossConfig
-    reg_lambda: float
-    train: TrainConfig
+class _Document:
+    """What the top-level :class:`Config` adds to holding its values: dumping them."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as plain YAML-ready types, in the schema's key order."""
-        return {
-            "name": self.name,
-            "seed": self.seed,
-            "data": {
-                "train": self.data.train,
-                "val": self.data.val,
-                "val_split": self.data.val_split,
-                "test": self.data.test,
-                "image": {
-                    "size": list(self.data.image.size) if self.data.image.size else None,
-                    "mode": self.data.image.mode,
-                },
-                "label_column": self.data.label_column,
-                "normalize": self.data.normalize,
-            },
-            "model": {
-                "hidden": list(self.model.hidden),
-                "activation": self.model.activation,
-                "init": copy.deepcopy(self.model.init),
-            },
-            "loss": {
-                "type": self.loss.type,
-                "margin": self.loss.margin,
-                "class_weight": copy.deepcopy(self.loss.class_weight),
-            },
-            "reg": {"lambda": self.reg_lambda},
-            "train": {
-                "epochs": self.train.epochs,
-                "batch_size": self.train.batch_size,
-                "lr": self.train.lr,
-                "optimizer": self.train.optimizer,
-                "momentum": self.train.momentum,
-                "lr_schedule": copy.deepcopy(self.train.lr_schedule),
-                "early_stopping": copy.deepcopy(self.train.early_stopping),
-                "dtype": self.train.dtype,
-                "checkpoint_every": self.train.checkpoint_every,
-            },
-        }
+        """The config as plain YAML-ready types (lists, not tuples), in the schema's order."""
+        places = {key: chain for chain, key in _chains(_layout()).items()}
+        return _dump(self, SCHEMA, places, "")
 
     def to_yaml(self) -> str:
         """The resolved config as YAML text; ``config_from_dict(yaml.safe_load(text))`` == self."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def _chains(layout: Layout, prefix: str = "") -> dict[str, str]:
+    """Each attribute chain of ``layout`` (``data.image.size``, ``reg_lambda``) -> its key."""
+    chains: dict[str, str] = {}
+    for attribute, node in layout.items():
+        if isinstance(node, dict):
+            chains.update(_chains(node, f"{prefix}{attribute}."))
+        else:
+            chains[prefix + attribute] = node
+    return chains
+
+
+def _section_name(chain: str) -> str:
+    """The class name of the section at attribute chain ``chain``: data.image -> ImageConfig."""
+    return chain.rsplit(".", 1)[-1].capitalize() + "Config" if chain else "Config"
+
+
+def _make_classes(layout: Layout, chain: str = "") -> dict[str, type]:
+    """A frozen dataclass for each section of ``layout``, by attribute chain ("" is Config)."""
+    classes: dict[str, type] = {}
+    fields: list[Any] = []
+    for attribute, node in layout.items():
+        if isinstance(node, dict):
+            classes.update(_make_classes(node, f"{chain}.{attribute}" if chain else attribute))
+        fields.append((attribute, Any))
+    fields += [(name, Any, field(default=None, compare=False))
+               for name in CONTEXT_ATTRIBUTES.get(chain, ())]
+    cls = make_dataclass(_section_name(chain), fields, frozen=True,
+                         bases=() if chain else (_Document,))
+    cls.__module__ = __name__
+    cls.__doc__ = (f"The config's ``{chain}`` section, validated, every default filled in."
+                   if chain else "A validated config with every default filled in. "
+                                 "``reg_lambda`` is YAML's ``reg.lambda``.")
+    classes[chain] = cls
+    return classes
+
+
+_CLASSES: dict[str, dict[str, type]] = {}  # repr of a layout -> its classes
+
+
+def _classes(layout: Layout) -> dict[str, type]:
+    """The classes of ``layout``, made once for each shape of the schema."""
+    key = repr(layout)
+    if key not in _CLASSES:
+        _CLASSES[key] = _make_classes(layout)
+    return _CLASSES[key]
+
+
+def _build(layout: Layout, classes: Mapping[str, type], resolved: Mapping[str, Any],
+           context: Mapping[str, Mapping[str, Any]], chain: str = "") -> Any:
+    """The object of the section at ``chain``, holding the values of ``resolved``."""
+    values = {}
+    for attribute, node in layout.items():
+        if isinstance(node, dict):
+            values[attribute] = _build(node, classes, resolved, context,
+                                       f"{chain}.{attribute}" if chain else attribute)
+        else:
+            values[attribute] = functools.reduce(operator.getitem, node.split("."), resolved)
+    return classes[chain](**values, **context.get(chain, {}))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as YAML's plain types: tuples as lists, containers copied (a dump never
+    shares a dict with the frozen config)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _dump(cfg: Any, schema: Mapping[str, Any], places: Mapping[str, str], prefix: str
+          ) -> dict[str, Any]:
+    """The YAML document of ``cfg`` for ``schema``; ``places`` maps a key to its attribute
+    chain."""
+    doc: dict[str, Any] = {}
+    for name, node in schema.items():
+        key = prefix + name
+        if isinstance(node, Mapping):
+            doc[name] = _dump(cfg, node, places, f"{key}.")
+        else:
+            doc[name] = _plain(functools.reduce(getattr, places[key].split("."), cfg))
+    return doc
+
+
+_DEFAULT_CLASSES = _classes(_layout())
+Config = _DEFAULT_CLASSES[""]
+DataConfig = _DEFAULT_CLASSES["data"]
+ImageConfig = _DEFAULT_CLASSES["data.image"]
+ModelConfig = _DEFAULT_CLASSES["model"]
+LossConfig = _DEFAULT_CLASSES["loss"]
+TrainConfig = _DEFAULT_CLASSES["train"]
 
 
 def config_from_dict(raw: Any, default_name: str = "run", config_dir: str | None = None
@@ -488,26 +552,10 @@ def config_from_dict(raw: Any, default_name: str = "run", config_dir: str | None
     ``config_dir`` is the folder of the file it came from (only for error hints).
     Raises :class:`NncliError` naming the offending key on any problem.
     """
-    r = _resolve(raw, SCHEMA, "")
-    d, m, lo, t = r["data"], r["model"], r["loss"], r["train"]
-    return Config(
-        name=r["name"] or default_name,
-        seed=r["seed"],
-        data=DataConfig(
-            train=d["train"], val=d["val"], val_split=d["val_split"], test=d["test"],
-            image=ImageConfig(size=d["image"]["size"], mode=d["image"]["mode"]),
-            label_column=d["label_column"], normalize=d["normalize"], config_dir=config_dir,
-        ),
-        model=ModelConfig(hidden=m["hidden"], activation=m["activation"], init=m["init"]),
-        loss=LossConfig(type=lo["type"], margin=lo["margin"], class_weight=lo["class_weight"]),
-        reg_lambda=r["reg"]["lambda"],
-        train=TrainConfig(
-            epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"],
-            optimizer=t["optimizer"], momentum=t["momentum"], lr_schedule=t["lr_schedule"],
-            early_stopping=t["early_stopping"], dtype=t["dtype"],
-            checkpoint_every=t["checkpoint_every"],
-        ),
-    )
+    resolved = _resolve(raw, SCHEMA, "")
+    resolved["name"] = resolved["name"] or default_name
+    layout = _layout()
+    return _build(layout, _classes(layout), resolved, {"data": {"config_dir": config_dir}})
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"

@@ -395,14 +395,10 @@ def _sibling_test(path: Path, data: TrainingData, entries: Sequence[_Entry]) -> 
     return [_Entry("data.test", str(test), "found next to data.train; best.npz is scored on it")]
 
 
-def starter_config(data: str | Path, label_column: str | None = None) -> str:
-    """The YAML text of a commented starter config training a classifier on ``data`` (an
-    image folder, a .csv/.tsv table or an .npz); see the module docstring for the choices.
-
-    ``label_column`` names a table's label column (default: guessed). Raises
-    :class:`NncliError` (naming the file) when the data cannot be trained on as it is.
-    """
-    path = Path(data)
+def _source_entries(path: Path, label_column: str | None
+                    ) -> tuple[list[_Entry], TrainingData, str]:
+    """The data section's first entries for the source at ``path``, the data as training
+    reads it, and the unit of its examples (rows, images, examples)."""
     if not path.exists():
         raise NncliError(f"{path}: no such file or folder")
     kind = source_kind(path)
@@ -410,39 +406,35 @@ def starter_config(data: str | Path, label_column: str | None = None) -> str:
         raise NncliError(f"{path}: --label-column is for tables (.csv/.tsv), not "
                          f"{'an image folder' if kind == 'folder' else 'an .npz'}")
     if kind == "table":
-        entries, loaded, unit = _table_entries(path, label_column)
-    elif kind == "folder":
-        entries, loaded, unit = _folder_entries(path)
-    else:
-        entries, loaded, unit = _array_entries(path)
-    n = loaded.train.X.shape[0]
-    counts = np.bincount(loaded.train.y)
-    validate = n >= VAL_MIN_EXAMPLES and counts.max() >= 2
-    entries += _sibling_test(path, loaded, entries)
-    if validate:
-        entries.append(_Entry("data.val_split", VAL_SPLIT,
-                              "held out per class, to validate and stop early"))
-    entries.append(_Entry("data.normalize", "standard",
-                          "mean 0, std 1 per feature (learned on the training part)"))
+        return _table_entries(path, label_column)
+    if kind == "folder":
+        return _folder_entries(path)
+    return _array_entries(path)
 
-    tiny = n < MLP_MIN_EXAMPLES
+
+def _model_entries(n: int, unit: str) -> list[_Entry]:
+    """A linear classifier under MLP_MIN_EXAMPLES examples, else one hidden layer; the loss
+    and a light L2 penalty."""
     width = 128 if unit == "images" else 64
-    if tiny:
-        entries.append(_Entry("model.hidden", [], f"a linear classifier: only "
-                                                  f"{_counted(n, unit[:-1])}; [{width}] adds a "
-                                                  f"hidden layer"))
+    if n < MLP_MIN_EXAMPLES:
+        entries = [_Entry("model.hidden", [], f"a linear classifier: only "
+                                                f"{_counted(n, unit[:-1])}; [{width}] adds a "
+                                                f"hidden layer")]
     else:
-        entries.append(_Entry("model.hidden", [width],
-                              "one hidden layer; [] is a linear classifier"))
-        entries.append(_Entry("model.activation", "relu"))
-    entries.append(_Entry("loss.type", "softmax",
-                          "cross-entropy; svm is the multiclass hinge loss"))
-    entries.append(_Entry("reg.lambda", 0.0001, "L2 penalty lambda * sum of W^2"))
+        entries = [_Entry("model.hidden", [width], "one hidden layer; [] is a linear classifier"),
+                   _Entry("model.activation", "relu")]
+    return [*entries,
+            _Entry("loss.type", "softmax", "cross-entropy; svm is the multiclass hinge loss"),
+            _Entry("reg.lambda", 0.0001, "L2 penalty lambda * sum of W^2")]
 
+
+def _train_entries(n: int, validate: bool) -> list[_Entry]:
+    """The train section for ``n`` examples (a fifth held out when ``validate``)."""
+    tiny = n < MLP_MIN_EXAMPLES
     n_train = n - (int(round(VAL_SPLIT * n)) if validate else 0)
     batch: int | str = "full" if tiny else 32 if n_train < 1000 else 64
     steps = 1 if batch == "full" else math.ceil(n_train / int(batch))
-    entries += [
+    return [
         _Entry("train.optimizer", "adam"),
         _Entry("train.lr", TINY_LR if tiny else LR,
                "full-batch steps on a convex loss" if tiny else "the first epoch's step"),
@@ -457,6 +449,26 @@ def starter_config(data: str | Path, label_column: str | None = None) -> str:
                else "no validation data to stop on"),
         _Entry("train.dtype", "float32"),
     ]
+
+
+def starter_config(data: str | Path, label_column: str | None = None) -> str:
+    """The YAML text of a commented starter config training a classifier on ``data`` (an
+    image folder, a .csv/.tsv table or an .npz); see the module docstring for the choices.
+
+    ``label_column`` names a table's label column (default: guessed). Raises
+    :class:`NncliError` (naming the file) when the data cannot be trained on as it is.
+    """
+    path = Path(data)
+    entries, loaded, unit = _source_entries(path, label_column)
+    n = loaded.train.X.shape[0]
+    validate = n >= VAL_MIN_EXAMPLES and np.bincount(loaded.train.y).max() >= 2
+    entries += _sibling_test(path, loaded, entries)
+    if validate:
+        entries.append(_Entry("data.val_split", VAL_SPLIT,
+                              "held out per class, to validate and stop early"))
+    entries.append(_Entry("data.normalize", "standard",
+                          "mean 0, std 1 per feature (learned on the training part)"))
+    entries += _model_entries(n, unit) + _train_entries(n, validate)
     head = [f"Starter config for {path}, written by `nncli init`; edit freely.",
             "Train it with `nncli train THIS_FILE`. Paths are relative to the directory",
             "nncli runs in; keys left out take their defaults (README, Config reference).",
