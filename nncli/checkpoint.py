@@ -207,7 +207,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise NncliError(f"{path}: not an nncli checkpoint (not an .npz archive)")
     # Every member's .npy header is checked (sizes against memory, no object arrays, a
     # header of sane length) before np.load reads any of it.
-    from nncli.npzfile import check_members
+    from nncli.data.npzfile import check_members
 
     check_members(path)
     try:

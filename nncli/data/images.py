@@ -1,5 +1,5 @@
 """Image folders: listing, decoding (on all cores) and an on-disk cache of the pixels
-(the cache itself lives in :mod:`nncli.imagecache`).
+(the cache itself lives in :mod:`nncli.data.imagecache`).
 
 An image folder holds one subfolder per class; the class name is the subfolder name.
 Images may sit in nested folders inside a class folder (as with torchvision's
@@ -78,9 +78,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nncli.data import RawData
-from nncli.errors import NncliError
-from nncli.imagecache import (
+from nncli.data.imagecache import (
     CACHE_FORMAT,
     CacheEntry,
     cache_stem,
@@ -90,6 +88,8 @@ from nncli.imagecache import (
     pillow_version,
     save_cache,
 )
+from nncli.data.types import RawData
+from nncli.errors import NncliError
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -363,13 +363,10 @@ def _decode_into(X: np.ndarray, paths: Sequence[str], size: tuple[int, int] | No
     """Fill X (N, D) from ``paths`` in chunks, in-process (workers=1) or on a pool of
     ``pool`` ("process" or "thread"); returns the first failure (by file order) or None.
     Images over Pillow's decompression-bomb limit are added to ``large``."""
-    from nncli.testhooks import pause_here
-
     n = len(paths)
     chunk = max(1, min(MAX_CHUNK, CHUNK_BYTES // max(1, X.shape[1]), -(-n // (workers * 4))))
-    bounds = range(0, n, chunk)
     if workers == 1:
-        for lo in bounds:
+        for lo in range(0, n, chunk):
             rows, failure, big = _decode_chunk(paths[lo:lo + chunk], lo, size, mode,
                                                reference)
             large.extend(big)
@@ -386,39 +383,51 @@ def _decode_into(X: np.ndarray, paths: Sequence[str], size: tuple[int, int] | No
                                        initargs=(os.getpid(), direct))
     else:
         executor = ThreadPoolExecutor(workers, thread_name_prefix="nncli-decode")
-    first: _Failure | None = None  # the earliest bad file (by index) seen so far
     try:
-        futures = {executor.submit(_decode_chunk, paths[lo:lo + chunk], lo, size, mode,
-                                   reference): lo for lo in bounds}
-        pending, done_count = set(futures), 0
-        pause_here("decode")  # tests send signals here, the pool's workers running
-        while pending:
-            done, pending = wait_futures(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                rows, failure, big = future.result()  # re-raises a crashed worker's error
-                large.extend(big)
-                lo = futures[future]
-                X[lo:lo + len(rows)] = rows
-                done_count += len(rows)
-                if failure is not None and (first is None or failure.index < first.index):
-                    first = failure
-            if first is not None:
-                # Only a chunk starting before the earliest failure can hold an earlier one:
-                # keep waiting for those (whatever order the pool runs chunks in) and drop
-                # the rest from `pending` (cancelled if not started, else left unread), so
-                # no cancelled future is ever waited on or asked for its result.
-                later = {f for f in pending if futures[f] > first.index}
-                for future in later:
-                    future.cancel()
-                pending -= later
-            elif progress is not None:
-                progress(done_count, n)
+        return _decode_on(executor, X, paths, chunk, size, mode, reference, progress, large)
     finally:
         # On Ctrl-C/SIGTERM too: the chunks not started are cancelled, the running ones
         # (a fraction of a second each) finish, and the workers exit. Killing them instead
         # is unsafe: one killed while sending its rows leaves the pool's reader waiting
         # forever for the rest of the message.
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _decode_on(executor: Executor, X: np.ndarray, paths: Sequence[str], chunk: int,
+               size: tuple[int, int] | None, mode: str, reference: tuple[str, tuple[int, ...]],
+               progress: ProgressFn | None, large: list[tuple[str, int]]) -> _Failure | None:
+    """:func:`_decode_into` on a pool: chunks of ``chunk`` images submitted to
+    ``executor``, their rows copied into X (N, D) as they come back; the first failure by
+    file order, or None."""
+    from nncli.testhooks import pause_here
+
+    n = len(paths)
+    first: _Failure | None = None  # the earliest bad file (by index) seen so far
+    futures = {executor.submit(_decode_chunk, paths[lo:lo + chunk], lo, size, mode,
+                               reference): lo for lo in range(0, n, chunk)}
+    pending, done_count = set(futures), 0
+    pause_here("decode")  # tests send signals here, the pool's workers running
+    while pending:
+        done, pending = wait_futures(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            rows, failure, big = future.result()  # re-raises a crashed worker's error
+            large.extend(big)
+            lo = futures[future]
+            X[lo:lo + len(rows)] = rows
+            done_count += len(rows)
+            if failure is not None and (first is None or failure.index < first.index):
+                first = failure
+        if first is not None:
+            # Only a chunk starting before the earliest failure can hold an earlier one:
+            # keep waiting for those (whatever order the pool runs chunks in) and drop
+            # the rest from `pending` (cancelled if not started, else left unread), so
+            # no cancelled future is ever waited on or asked for its result.
+            later = {f for f in pending if futures[f] > first.index}
+            for future in later:
+                future.cancel()
+            pending -= later
+        elif progress is not None:
+            progress(done_count, n)
     return first
 
 
@@ -630,7 +639,7 @@ def _warn_skipped(path: Path, skipped: int, example: str | None) -> None:
 def read_image_folder(path: Path, size: tuple[int, int] | None, mode: str,
                       cache_dir: Path | None = None, *, workers: int | None = None,
                       progress: ProgressFn | None = None) -> RawData:
-    """Read an image folder (one subfolder per class) into a :class:`~nncli.data.RawData`.
+    """Read an image folder (one subfolder per class) into a :class:`~nncli.data.types.RawData`.
 
     Returns ``X: (N, H*W*C)`` uint8, rows flattened row-major over (height, width,
     channel); ``labels: (N,)`` class names; ``input_shape = (H, W, C)`` with C = 1 for
