@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nncli.data.images import available_cpus, decode_images, list_folder, read_image_folder
+from nncli.data.folders import list_folder
+from nncli.data.images import available_cpus, decode_images, read_image_folder
 
 
 def generate(root: Path, n: int, size: tuple[int, int], mode: str, fmt: str,

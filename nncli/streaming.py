@@ -157,7 +157,8 @@ def folder_images(folder: str) -> list[str]:
     Hidden files and folders are skipped; so are files without an image extension, with
     one warning saying how many. No image at all is an error naming the folder.
     """
-    from nncli.data.images import image_extensions, list_folder
+    from nncli.data.folders import list_folder
+    from nncli.data.images import image_extensions
 
     listing = list_folder(Path(folder))
     files = listing.loose + [rel for entries in listing.files for rel, _, _ in entries]

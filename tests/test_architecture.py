@@ -214,6 +214,6 @@ def test_no_import_cycle_runs_through_the_data_package() -> None:
     graph = runtime_graph()
     assert graph["data"] == set()
     assert [c for c in cycles(graph) if any(_in_data(m) for m in c)] == []
-    for reader in ("data.images", "data.tables", "data.arrays", "data.imagecache",
-                   "data.npzfile"):
+    for reader in ("data.images", "data.folders", "data.imagecache", "data.tables",
+                   "data.arrays", "data.npzfile"):
         assert not graph[reader] & {"data.sources", "data.prepare"}, reader

@@ -9,7 +9,7 @@ The rooms, bottom up (each imports only those above it in this list):
   name;
 - the readers: :mod:`~nncli.data.tables`, :mod:`~nncli.data.arrays` (``.npz``, through
   :mod:`~nncli.data.npzfile`), :mod:`~nncli.data.images` (with
-  :mod:`~nncli.data.imagecache`);
+  :mod:`~nncli.data.folders`, the listing, and :mod:`~nncli.data.imagecache`);
 - :mod:`~nncli.data.sources`: the registry, kind -> suffixes and reader;
 - :mod:`~nncli.data.normalize`, :mod:`~nncli.data.splits` and
   :mod:`~nncli.data.prepare` (:func:`load_training_data`).
