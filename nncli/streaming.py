@@ -15,10 +15,9 @@ The rules (the README documents them):
   features in any order, optionally with the label column, which the rows then carry and
   which is ignored). A header naming a column the model was not trained on, or lacking a
   feature column, is an error naming them (:func:`nncli.data.columns.feature_positions`,
-  the rule for every table). A line of
-  numbers is always a row: with numeric column names, a header on stdin counts as one only
-  with the label column in it. Without a header a row holds the feature values in training
-  column order.
+  the rule for every table). A line of numbers is always a row: with numeric column names,
+  a header on stdin counts as one only with the label column in it. Without a header a row
+  holds the feature values in training column order.
 """
 
 from __future__ import annotations

@@ -139,7 +139,6 @@ def test_file_plumbing_has_one_owner_that_imports_nothing_above_it() -> None:
                 path.stem == "rundir"), path  # rundir wraps it with its error message
 
 
-
 def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
     """Every node of ``tree`` that can run: all but the bodies of ``if TYPE_CHECKING:``
     (imports for annotations only, never executed)."""

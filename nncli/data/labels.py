@@ -82,8 +82,6 @@ def encode_labels(labels: np.ndarray, classes: Sequence[str], source: str,
     return mapping[inverse.reshape(-1)]
 
 
-
-
 def class_weight_vector(spec: None | str | dict[str, float], classes: Sequence[str],
                         y: np.ndarray) -> np.ndarray | None:
     """Per-class loss weights (K,) or None.

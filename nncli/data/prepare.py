@@ -35,8 +35,6 @@ def check_shape(raw: RawData, input_shape: tuple[int, ...], role: str) -> None:
                          f"{int(np.prod(input_shape))} (shape {input_shape})")
 
 
-
-
 def make_dataset(raw: RawData, classes: Sequence[str], norm: Normalization,
                  dtype: str, role: str, input_shape: tuple[int, ...],
                  features: Sequence[str] | None = None) -> Dataset:

@@ -63,6 +63,7 @@ class Source:
     read: Reader
 
     def __call__(self, path: Path, data_cfg: DataConfig) -> RawData:
+        """The source at ``path`` read with ``read`` (X: (N, D), labels: (N,))."""
         return self.read(path, data_cfg)
 
 
