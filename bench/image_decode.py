@@ -3,11 +3,11 @@
 Generates, once, an image folder of noisy digits (default 10,000 28x28 grayscale PNGs in
 10 class folders) and measures, in images/s (best of ``--repeat`` runs):
 
-- ``serial``   :func:`nncli.images.decode_images` in-process, one core
+- ``serial``   :func:`nncli.data.images.decode_images` in-process, one core
 - ``threads``  the same on a ThreadPoolExecutor (all cores)
 - ``processes`` the same on a ProcessPoolExecutor (all cores)
 - ``auto``     the same with the pool nncli picks (see ``decode_images``)
-- ``cold``     :func:`nncli.images.read_image_folder` with an empty cache (listing, decode
+- ``cold``     :func:`nncli.data.images.read_image_folder` with an empty cache (listing, decode
                on all cores, cache write)
 - ``warm``     the same with the cache filled (listing + fingerprint + load + checksum)
 
@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nncli.images import available_cpus, decode_images, list_folder, read_image_folder
+from nncli.data.folders import list_folder
+from nncli.data.images import available_cpus, decode_images, read_image_folder
 
 
 def generate(root: Path, n: int, size: tuple[int, int], mode: str, fmt: str,
@@ -96,7 +97,7 @@ def fresh_process_seconds(root: Path, resize: tuple[int, ...] | None, mode: str,
 
     if clear_first:
         shutil.rmtree(cache, ignore_errors=True)
-    code = ("from nncli.images import read_image_folder; "
+    code = ("from nncli.data.images import read_image_folder; "
             f"read_image_folder({str(root)!r}, {resize!r}, {mode!r}, {str(cache)!r})")
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -282,7 +282,7 @@ def _existing_checkpoint(path: str | Path) -> Path:
     refuse_special_file(path, "a checkpoint")
     if not zipfile.is_zipfile(path):
         raise NncliError(f"{path}: not an nncli checkpoint (not an .npz archive)")
-    from nncli.npzfile import check_members
+    from nncli.data.npzfile import check_members
 
     check_members(path)
     return path

@@ -285,7 +285,7 @@ class Predictor:
 
     def _image_row(self, item: str) -> np.ndarray:
         """The pixels (D,) of the image at path ``item``, decoded as in training."""
-        from nncli.images import load_image
+        from nncli.data.images import load_image
 
         suffix = os.path.splitext(item)[1].lower()
         what = None

@@ -318,7 +318,8 @@ def _resized(width: float, height: float) -> list[int]:
 
 
 def _folder_entries(path: Path) -> tuple[list[_Entry], TrainingData, str]:
-    from nncli.images import _image_files, list_folder
+    from nncli.data.folders import list_folder
+    from nncli.data.images import _image_files
 
     per_class, _, _ = _image_files(path, list_folder(path))
     headers = [h for images in per_class for rel in images

@@ -14,10 +14,10 @@ The rules (the README documents them):
   line, or stdin's first non-blank line when its cells name the training columns (the
   features in any order, optionally with the label column, which the rows then carry and
   which is ignored). A header naming a column the model was not trained on, or lacking a
-  feature column, is an error naming them (:func:`nncli.data.align_features`). A line of
-  numbers is always a row: with numeric column names, a header on stdin counts as one only
-  with the label column in it. Without a header a row holds the feature values in training
-  column order.
+  feature column, is an error naming them (:func:`nncli.data.columns.feature_positions`,
+  the rule for every table). A line of numbers is always a row: with numeric column names,
+  a header on stdin counts as one only with the label column in it. Without a header a row
+  holds the feature values in training column order.
 """
 
 from __future__ import annotations
@@ -36,15 +36,10 @@ from typing import IO, Any
 
 import numpy as np
 
-from nncli.data import (
-    TABLE_SUFFIXES,
-    RawData,
-    align_features,
-    is_number,
-    refuse_semicolon_header,
-)
+from nncli.data.columns import feature_positions, label_positions, refuse_semicolon_header
+from nncli.data.labels import is_number
+from nncli.data.sources import NPZ_SUFFIXES, TABLE_SUFFIXES
 from nncli.errors import NncliError
-from nncli.images import image_extensions
 
 MAX_BATCH = 256  # lines of a stream handed over at once, at most
 BATCH = 256  # inputs per batch when they are all at hand (arguments, folders)
@@ -161,7 +156,8 @@ def folder_images(folder: str) -> list[str]:
     Hidden files and folders are skipped; so are files without an image extension, with
     one warning saying how many. No image at all is an error naming the folder.
     """
-    from nncli.images import list_folder
+    from nncli.data.folders import list_folder
+    from nncli.data.images import image_extensions
 
     listing = list_folder(Path(folder))
     files = listing.loose + [rel for entries in listing.files for rel, _, _ in entries]
@@ -363,22 +359,14 @@ class TableReader:
         """Where each training feature sits in rows under ``header`` (stripped cells): by
         name, the label column (if there) skipped; for an array model (no column names),
         the columns other than the label column, in order."""
-        label_at = [i for i, name in enumerate(header) if name == self.label_column]
-        if len(label_at) > 1:
-            raise NncliError(f"{source}: the label column '{self.label_column}' appears "
-                             f"{len(label_at)} times in the header")
+        label_at = label_positions(header, self.label_column, source)
         keep = [i for i in range(len(header)) if i not in label_at]
         if not self.features:
             if len(keep) != self.dim:
                 raise NncliError(f"{source}: {len(keep)} feature columns; {self.expects}")
             return Layout(len(header), tuple(keep), tuple(header))
-        # The one rule for every table (data.align_features), applied to a one-row table
-        # holding each column's position: aligned, it lists where each training feature is.
-        positions = align_features(
-            RawData(X=np.array([keep], dtype=np.float64), labels=np.array([""]),
-                    input_shape=(len(keep),), source=source, kind="table",
-                    features=[header[i] for i in keep]), self.features).X[0]
-        return Layout(len(header), tuple(int(p) for p in positions), tuple(header))
+        order = feature_positions([header[i] for i in keep], self.features, source)
+        return Layout(len(header), tuple(keep[j] for j in order), tuple(header))
 
     def parse(self, rows: Rows) -> tuple[np.ndarray, list[int], dict[int, Failure]]:
         """Feature values X: (M, D) of the rows that parse, their indices in ``rows``, and
@@ -446,12 +434,14 @@ class TableReader:
     @staticmethod
     def _not_a_row(text: str) -> str | None:
         """Why a one-cell input to a table model is another kind of data, or None."""
+        from nncli.data.images import image_extensions
+
         suffix = os.path.splitext(text)[1].lower()
         if suffix in image_extensions():
             return f"{text} is an image"
         if os.path.isdir(text):
             return f"{text} is a folder"
-        if suffix == ".npz":
+        if suffix in NPZ_SUFFIXES:
             return f"{text} is an .npz file (score a labelled one with nncli eval)"
         if suffix in TABLE_SUFFIXES:
             return f"{text} is a table file name (give it as an argument)"

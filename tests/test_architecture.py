@@ -83,7 +83,7 @@ def test_the_cycle_finder_finds_cycles() -> None:
 
 def test_no_module_imports_another_that_imports_it_back_at_load_time() -> None:
     graph = module_graph(top_level_only=True)
-    assert {"checkpoint", "data", "files", "images", "imagecache", "nn.model",
+    assert {"checkpoint", "data", "files", "data.images", "data.imagecache", "nn.model",
             "fast.blas"} <= set(graph)
     assert cycles(graph) == []
 
@@ -132,8 +132,87 @@ def test_file_plumbing_has_one_owner_that_imports_nothing_above_it() -> None:
     to load the checkpoint module, and so the model and BLAS, to cache pixels)."""
     assert nncli_imports(PACKAGE / "files.py", top_level_only=False) <= {"errors"}
     graph = module_graph(top_level_only=False)
-    assert "checkpoint" not in graph["imagecache"] | graph["images"] | graph["rundir"]
-    for path in PACKAGE.glob("*.py"):
+    assert "checkpoint" not in graph["data.imagecache"] | graph["data.images"] | graph["rundir"]
+    for path in PACKAGE.rglob("*.py"):  # the data package's image cache included
         if path.stem != "files":
             assert "def atomic_write_bytes" not in path.read_text(encoding="utf-8") or (
                 path.stem == "rundir"), path  # rundir wraps it with its error message
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` that can run: all but the bodies of ``if TYPE_CHECKING:``
+    (imports for annotations only, never executed)."""
+    found: list[ast.AST] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING",
+                                                                    "typing.TYPE_CHECKING"):
+            stack.extend(node.orelse)
+        else:
+            stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _loads(node: ast.AST) -> set[str]:
+    """The nncli modules one import statement loads (none for any other node)."""
+    if isinstance(node, ast.ImportFrom) and node.module and (
+            node.module == "nncli" or node.module.startswith("nncli.")):
+        return _resolve(node.module) | {m for alias in node.names
+                                        for m in _resolve(f"{node.module}.{alias.name}")}
+    if isinstance(node, ast.Import):
+        return {m for a in node.names if a.name.startswith("nncli.") for m in _resolve(a.name)}
+    return set()
+
+
+def runtime_graph() -> dict[str, set[str]]:
+    """Every module -> the nncli modules it imports when it runs, lazy imports inside
+    functions included, annotation-only imports (under ``if TYPE_CHECKING:``) left out."""
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        if name:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            graph[name] = {m for node in _runtime_nodes(tree) for m in _loads(node)} - {name}
+    return graph
+
+
+def _in_data(name: str) -> bool:
+    return name == "data" or name.startswith("data.")
+
+
+# All that the data package stands on when it runs, through any chain of imports: the error
+# type (defined in nncli.nn's dependency-free errors module, re-exported by nncli.errors),
+# file plumbing, signals, test pauses and the memory check.
+DATA_MAY_REACH = {"errors", "nn", "nn.errors", "files", "interrupts", "testhooks", "memory"}
+
+
+def test_the_data_package_imports_no_model_checkpoint_blas_or_commands() -> None:
+    """nncli.data reads, labels, splits and normalizes; it never imports the math, the
+    annex, the checkpoint, the builder, training or the CLI — nor the config, whose values
+    it is given — not even lazily, nor through the modules it imports."""
+    graph = runtime_graph()
+    data = {name for name in graph if _in_data(name)}
+    assert {"data", "data.types", "data.sources", "data.images", "data.tables"} <= data
+    forbidden = ("nn", "fast", "checkpoint", "build", "train", "cli", "config")
+    outside = {m for name in data for m in graph[name] if not _in_data(m)}
+    assert not {m for m in outside if m.split(".")[0] in forbidden}, outside
+    reached, todo = set(), list(outside)
+    while todo:
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo.extend(graph.get(module, ()))
+    assert reached <= DATA_MAY_REACH, reached - DATA_MAY_REACH
+
+
+def test_no_import_cycle_runs_through_the_data_package() -> None:
+    """Lazy imports included: the registry imports the readers, the readers the nouns, and
+    nothing imports back (the package's __init__ re-exports lazily and imports nothing)."""
+    graph = runtime_graph()
+    assert graph["data"] == set()
+    assert [c for c in cycles(graph) if any(_in_data(m) for m in c)] == []
+    for reader in ("data.images", "data.folders", "data.imagecache", "data.tables",
+                   "data.arrays", "data.npzfile"):
+        assert not graph[reader] & {"data.sources", "data.prepare"}, reader

@@ -21,8 +21,8 @@ import yaml
 from click.testing import CliRunner, Result
 from PIL import Image
 
-from nncli import images
 from nncli.cli import main
+from nncli.data import images
 from nncli.errors import NncliError
 
 N = 300  # files per folder: a few hundred, as in the bug report

@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nncli import images
 from nncli.config import config_from_dict
-from nncli.data import read_source
+from nncli.data import images, read_source
+from nncli.data.images import default_cache_dir, load_image, read_image_folder
 from nncli.errors import NncliError
-from nncli.images import default_cache_dir, load_image, read_image_folder
 
 RNG_SEED = 1234
 

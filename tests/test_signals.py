@@ -307,7 +307,7 @@ def test_decode_workers_die_with_their_parent(setup: dict[str, Path], tmp_path: 
     """Kill the parent while images decode on the process pool (held at the decode
     phase, its workers alive): every worker is gone within a few seconds, not left
     blocked on its pipe with PPID 1."""
-    from nncli.images import available_cpus
+    from nncli.data.images import available_cpus
 
     if available_cpus() < 2:
         pytest.skip("one core: no decode pool")
@@ -330,7 +330,7 @@ def test_a_worker_whose_parent_is_gone_before_it_starts_exits_at_once() -> None:
     """The race prctl cannot close: the parent died before the worker set its death
     signal. The initializer sees it and exits."""
     code = ("import os\n"
-            "from nncli.images import _worker_init\n"
+            "from nncli.data.images import _worker_init\n"
             "_worker_init(2**22 + 12345, True)\n"  # a pid that is not our parent
             "print('still here')\n")
     done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=WAIT)
@@ -362,7 +362,7 @@ def test_an_image_folder_nested_a_thousand_deep_is_read(tmp_path: Path) -> None:
     """No RecursionError (it was an internal error): the walk is iterative."""
     from PIL import Image
 
-    from nncli.images import read_image_folder
+    from nncli.data.images import read_image_folder
 
     root = tmp_path / "deep"
     try:
@@ -392,7 +392,7 @@ def test_a_symlink_back_inside_the_folder_is_not_followed(
     outside the image folder is followed."""
     from PIL import Image
 
-    from nncli.images import read_image_folder
+    from nncli.data.images import read_image_folder
 
     root = tmp_path / "imgs"
     outside = tmp_path / "outside"
@@ -418,8 +418,8 @@ def test_eps_and_other_formats_are_not_decoded(tmp_path: Path,
     image extension that holds EPS is an error naming it, not a Ghostscript run."""
     from PIL import Image
 
+    from nncli.data.images import image_extensions, load_image, read_image_folder
     from nncli.errors import NncliError
-    from nncli.images import image_extensions, load_image, read_image_folder
 
     assert ".eps" not in image_extensions() and ".png" in image_extensions()
     root = tmp_path / "imgs"

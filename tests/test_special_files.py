@@ -54,8 +54,8 @@ def test_a_named_pipe_as_data_or_checkpoint_is_one_error(tmp_path: Path, what: s
 
 
 def test_a_device_as_image_is_one_error_in_predict(tmp_path: Path) -> None:
+    from nncli.data.images import load_image
     from nncli.errors import NncliError
-    from nncli.images import load_image
 
     with pytest.raises(NncliError, match="/dev/zero: is a device, not a file; an image must"):
         load_image("/dev/zero", None, "L")

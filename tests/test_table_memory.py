@@ -114,9 +114,9 @@ def test_unclosed_quote_names_the_line_where_it_opens(tmp_path: Path) -> None:
 @pytest.fixture
 def tiny_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks of a few cells, so that small tables cross many chunk boundaries."""
-    import nncli.tables
+    import nncli.data.tables
 
-    monkeypatch.setattr(nncli.tables, "CHUNK_CELLS", 7)
+    monkeypatch.setattr(nncli.data.tables, "CHUNK_CELLS", 7)
 
 
 def reference(path: Path, delimiter: str = ",") -> tuple[list[list[float]], list[str], list[int]]:
@@ -155,7 +155,7 @@ def test_first_bad_row_is_named_whatever_the_chunking(tmp_path: Path, tiny_chunk
 def test_fast_and_exact_paths_read_the_same_numbers(tmp_path: Path, X: np.ndarray, quote: bool,
                                                     blank_every: int) -> None:
     """np.loadtxt (plain chunks) and float() per field (quoted chunks) agree bit for bit."""
-    import nncli.tables
+    import nncli.data.tables
 
     lines = table_text(X, [f"c{i % 3}" for i in range(len(X))]).splitlines()
     if quote:
@@ -167,12 +167,12 @@ def test_fast_and_exact_paths_read_the_same_numbers(tmp_path: Path, X: np.ndarra
         lines = spaced
     path = tmp_path / "t.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    original = nncli.tables.CHUNK_CELLS
+    original = nncli.data.tables.CHUNK_CELLS
     try:
-        nncli.tables.CHUNK_CELLS = 3 * (X.shape[1] + 1)
+        nncli.data.tables.CHUNK_CELLS = 3 * (X.shape[1] + 1)
         raw = read(path)
     finally:
-        nncli.tables.CHUNK_CELLS = original
+        nncli.data.tables.CHUNK_CELLS = original
     ref_X, ref_labels, ref_lines = reference(path)
     assert np.array_equal(raw.X, X) and np.array_equal(np.signbit(raw.X), np.signbit(X))
     assert (raw.X.tolist(), raw.labels.tolist(), raw.label_lines.tolist()) == (
@@ -187,12 +187,12 @@ def test_keyboard_interrupt_inside_the_chunk_loop_propagates(tmp_path: Path,
                                                              tiny_chunks: None) -> None:
     """Nothing in the reader swallows Ctrl-C: raised between chunks, or inside the NumPy
     call of a chunk, it leaves read_table as it came."""
-    import nncli.tables
+    import nncli.data.tables
 
     path = tmp_path / "t.csv"
     digits_table(path, rows=30, cols=2)
     calls = []
-    chunk = nncli.tables._Parse.chunk
+    chunk = nncli.data.tables._Parse.chunk
 
     def interrupted(self: object, lines: list[str], first_line: int) -> None:
         calls.append(first_line)
@@ -200,31 +200,31 @@ def test_keyboard_interrupt_inside_the_chunk_loop_propagates(tmp_path: Path,
             raise KeyboardInterrupt
         chunk(self, lines, first_line)
 
-    monkeypatch.setattr(nncli.tables._Parse, "chunk", interrupted)
+    monkeypatch.setattr(nncli.data.tables._Parse, "chunk", interrupted)
     with pytest.raises(KeyboardInterrupt):
         read(path)
     assert calls == [2, 4, 6]
-    monkeypatch.setattr(nncli.tables._Parse, "chunk", chunk)
+    monkeypatch.setattr(nncli.data.tables._Parse, "chunk", chunk)
 
     def loadtxt(*args: object, **kwargs: object) -> np.ndarray:
         raise KeyboardInterrupt  # as a signal handler would, inside the C parse
 
-    monkeypatch.setattr(nncli.tables.np, "loadtxt", loadtxt)
+    monkeypatch.setattr(nncli.data.tables.np, "loadtxt", loadtxt)
     with pytest.raises(KeyboardInterrupt):
         read(path)
 
 
 def test_parse_table_pause_comes_after_the_header_before_any_row(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nncli.tables
+    import nncli.data.tables
     import nncli.testhooks
 
     path = tmp_path / "t.csv"
     digits_table(path, rows=5, cols=3)
     events: list[str] = []
-    chunk = nncli.tables._Parse.chunk
+    chunk = nncli.data.tables._Parse.chunk
     monkeypatch.setattr(nncli.testhooks, "pause_here", lambda phase: events.append(phase))
-    monkeypatch.setattr(nncli.tables._Parse, "chunk",
+    monkeypatch.setattr(nncli.data.tables._Parse, "chunk",
                         lambda self, *a: (events.append("chunk"), chunk(self, *a)))
     read(path)
     assert events == ["parse-table", "chunk"]

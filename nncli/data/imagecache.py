@@ -1,4 +1,4 @@
-"""The on-disk cache of decoded image folders (see :mod:`nncli.images` for the design).
+"""The on-disk cache of decoded image folders (see :mod:`nncli.data.images` for the design).
 
 ``<cache_dir>/images-<key>.npy`` holds the pixels and ``.json`` the index (listing
 fingerprint, classes and counts, input shape, array shape/dtype/CRC-32). Anything that
@@ -23,7 +23,7 @@ from nncli.files import atomic_write_bytes
 
 log = logging.getLogger("nncli")
 
-CACHE_FORMAT = 2  # 2: only nncli.images.FORMATS are images
+CACHE_FORMAT = 2  # 2: only nncli.data.images.FORMATS are images
 
 
 def _why(exc: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""Streaming parser for delimited text tables (the rows of :func:`nncli.data.read_table`).
+"""Delimited text tables: the reader (:func:`load_table`) and its streaming parser.
 
 Memory grows with the data present, never with ``rows x columns`` string objects: the rows
 are read in chunks of about :data:`CHUNK_CELLS` cells (and at most :data:`CHUNK_CHARS`
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import os
 import re
@@ -32,12 +33,19 @@ from pathlib import Path
 
 import numpy as np
 
+from nncli.data.columns import label_column_index
+from nncli.data.labels import canonical_label
+from nncli.data.types import RawData
 from nncli.errors import NncliError
 
 CHUNK_CELLS = 1 << 18  # ~2 MB of float64 per chunk
 CHUNK_CHARS = 1 << 22  # and at most ~4 M characters of text
 FIELD_LIMIT = 131_072  # csv's default field_size_limit, kept as a documented bound
 FIXED_WIDTH_WASTE = 8  # a "<U" label array may cost this many times an object array
+
+ROW_INDEX_NAMES = ("", "Unnamed: 0")  # what pandas' to_csv names a saved row index
+
+log = logging.getLogger("nncli")
 
 # Control characters ``np.loadtxt`` treats as blank but ``float()`` refuses, and NUL.
 _FAST_UNSAFE = re.compile(r'["\x00\x1c-\x1f]')
@@ -329,3 +337,45 @@ def label_array(names: list[str], codes: np.ndarray) -> np.ndarray:
     table = np.empty(len(names), dtype=object)
     table[:] = names
     return table[codes]
+
+
+def load_table(path: Path, delimiter: str, label_column: str) -> RawData:
+    """A delimited text table with a header; the column ``label_column`` holds the labels.
+
+    Every other column is a numeric feature. Returns X: (N, D) float64. The rows are parsed
+    in chunks (:class:`TableFile`), so memory grows with the data present, and a signal
+    is handled between chunks.
+    """
+    from nncli.testhooks import pause_here
+
+    with TableFile(path, delimiter) as table:  # NncliError if not UTF-8 or a bad header
+        header = table.header
+        if not header or not any(header):
+            raise NncliError(f"{path}: empty table (expected a header line)")
+        label_index = label_column_index(header, label_column, path)
+        feature_idx = [i for i in range(len(header)) if i != label_index]
+        if not feature_idx:
+            raise NncliError(f"{path}: no feature columns besides '{label_column}'")
+        pause_here("parse-table")
+        rows = table.read_rows(label_index, canonical_label)
+    features = [header[i] for i in feature_idx]
+    _warn_row_index(path, features, rows.X)
+    return RawData(X=rows.X, labels=rows.labels, input_shape=(len(features),),
+                   source=str(path), kind="table", features=features,
+                   label_lines=rows.lines)
+
+
+def _warn_row_index(path: Path, features: list[str], X: np.ndarray) -> None:
+    """Warn about feature columns that look like a saved row index (pandas' ``to_csv``
+    writes one by default, named ``""`` or read back as ``Unnamed: 0``): in a table sorted
+    by label it gives the label away. X: (N, D) in ``features`` order."""
+    from_0 = np.arange(X.shape[0], dtype=np.float64)
+    from_1 = from_0 + 1
+    for j, name in enumerate(features):
+        column = X[:, j]
+        if (name in ROW_INDEX_NAMES or np.array_equal(column, from_0)
+                or np.array_equal(column, from_1)) and X.shape[0] > 2:
+            log.warning("%s: column %s looks like a saved row index (0..N-1 or 1..N, as "
+                        "pandas' to_csv writes by default); as a feature it can leak the "
+                        "label — drop it (to_csv(..., index=False))", path,
+                        f"'{name}'" if name else "'' (no name)")

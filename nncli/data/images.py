@@ -1,5 +1,5 @@
-"""Image folders: listing, decoding (on all cores) and an on-disk cache of the pixels
-(the cache itself lives in :mod:`nncli.imagecache`).
+"""Image folders: decoding (on all cores) and an on-disk cache of the pixels (the listing
+lives in :mod:`nncli.data.folders`, the cache itself in :mod:`nncli.data.imagecache`).
 
 An image folder holds one subfolder per class; the class name is the subfolder name.
 Images may sit in nested folders inside a class folder (as with torchvision's
@@ -59,7 +59,6 @@ written, nothing is cached.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import math
 import multiprocessing
@@ -72,15 +71,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nncli.data import RawData
-from nncli.errors import NncliError
-from nncli.imagecache import (
+from nncli.data.folders import Listing, list_folder
+from nncli.data.imagecache import (
     CACHE_FORMAT,
     CacheEntry,
     cache_stem,
@@ -90,6 +88,8 @@ from nncli.imagecache import (
     pillow_version,
     save_cache,
 )
+from nncli.data.types import RawData
+from nncli.errors import NncliError
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -363,13 +363,10 @@ def _decode_into(X: np.ndarray, paths: Sequence[str], size: tuple[int, int] | No
     """Fill X (N, D) from ``paths`` in chunks, in-process (workers=1) or on a pool of
     ``pool`` ("process" or "thread"); returns the first failure (by file order) or None.
     Images over Pillow's decompression-bomb limit are added to ``large``."""
-    from nncli.testhooks import pause_here
-
     n = len(paths)
     chunk = max(1, min(MAX_CHUNK, CHUNK_BYTES // max(1, X.shape[1]), -(-n // (workers * 4))))
-    bounds = range(0, n, chunk)
     if workers == 1:
-        for lo in bounds:
+        for lo in range(0, n, chunk):
             rows, failure, big = _decode_chunk(paths[lo:lo + chunk], lo, size, mode,
                                                reference)
             large.extend(big)
@@ -386,39 +383,51 @@ def _decode_into(X: np.ndarray, paths: Sequence[str], size: tuple[int, int] | No
                                        initargs=(os.getpid(), direct))
     else:
         executor = ThreadPoolExecutor(workers, thread_name_prefix="nncli-decode")
-    first: _Failure | None = None  # the earliest bad file (by index) seen so far
     try:
-        futures = {executor.submit(_decode_chunk, paths[lo:lo + chunk], lo, size, mode,
-                                   reference): lo for lo in bounds}
-        pending, done_count = set(futures), 0
-        pause_here("decode")  # tests send signals here, the pool's workers running
-        while pending:
-            done, pending = wait_futures(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                rows, failure, big = future.result()  # re-raises a crashed worker's error
-                large.extend(big)
-                lo = futures[future]
-                X[lo:lo + len(rows)] = rows
-                done_count += len(rows)
-                if failure is not None and (first is None or failure.index < first.index):
-                    first = failure
-            if first is not None:
-                # Only a chunk starting before the earliest failure can hold an earlier one:
-                # keep waiting for those (whatever order the pool runs chunks in) and drop
-                # the rest from `pending` (cancelled if not started, else left unread), so
-                # no cancelled future is ever waited on or asked for its result.
-                later = {f for f in pending if futures[f] > first.index}
-                for future in later:
-                    future.cancel()
-                pending -= later
-            elif progress is not None:
-                progress(done_count, n)
+        return _decode_on(executor, X, paths, chunk, size, mode, reference, progress, large)
     finally:
         # On Ctrl-C/SIGTERM too: the chunks not started are cancelled, the running ones
         # (a fraction of a second each) finish, and the workers exit. Killing them instead
         # is unsafe: one killed while sending its rows leaves the pool's reader waiting
         # forever for the rest of the message.
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _decode_on(executor: Executor, X: np.ndarray, paths: Sequence[str], chunk: int,
+               size: tuple[int, int] | None, mode: str, reference: tuple[str, tuple[int, ...]],
+               progress: ProgressFn | None, large: list[tuple[str, int]]) -> _Failure | None:
+    """:func:`_decode_into` on a pool: chunks of ``chunk`` images submitted to
+    ``executor``, their rows copied into X (N, D) as they come back; the first failure by
+    file order, or None."""
+    from nncli.testhooks import pause_here
+
+    n = len(paths)
+    first: _Failure | None = None  # the earliest bad file (by index) seen so far
+    futures = {executor.submit(_decode_chunk, paths[lo:lo + chunk], lo, size, mode,
+                               reference): lo for lo in range(0, n, chunk)}
+    pending, done_count = set(futures), 0
+    pause_here("decode")  # tests send signals here, the pool's workers running
+    while pending:
+        done, pending = wait_futures(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            rows, failure, big = future.result()  # re-raises a crashed worker's error
+            large.extend(big)
+            lo = futures[future]
+            X[lo:lo + len(rows)] = rows
+            done_count += len(rows)
+            if failure is not None and (first is None or failure.index < first.index):
+                first = failure
+        if first is not None:
+            # Only a chunk starting before the earliest failure can hold an earlier one:
+            # keep waiting for those (whatever order the pool runs chunks in) and drop
+            # the rest from `pending` (cancelled if not started, else left unread), so
+            # no cancelled future is ever waited on or asked for its result.
+            later = {f for f in pending if futures[f] > first.index}
+            for future in later:
+                future.cancel()
+            pending -= later
+        elif progress is not None:
+            progress(done_count, n)
     return first
 
 
@@ -494,104 +503,6 @@ def _warn_large(first: list[tuple[str, int]], large: list[tuple[str, int]]) -> N
                     "error)", len(found), f"{Image.MAX_IMAGE_PIXELS:,}", path, f"{pixels:,}")
 
 
-# ---------------------------------------------------------------- listing a folder
-
-
-@dataclass
-class Listing:
-    """The files of an image folder, sorted: ``files[k]`` are class ``classes[k]``'s
-    ``(relative path, size, mtime_ns)``; ``loose`` are files directly in the folder."""
-
-    classes: list[str]
-    files: list[list[tuple[str, int, int]]]
-    loose: list[str] = field(default_factory=list)  # files directly in the folder
-
-    def fingerprint(self) -> str:
-        """A hash of every class name and file (relative path, size, mtime_ns)."""
-        lines = []
-        for name, entries in zip(self.classes, self.files):
-            lines.append(f"{name}/")
-            lines.extend(f"{rel}\0{nbytes}\0{mtime}" for rel, nbytes, mtime in entries)
-        return hashlib.blake2b("\n".join(lines).encode("utf-8", "surrogateescape"),
-                               digest_size=16).hexdigest()
-
-
-def _inside(path: str, folder: str) -> bool:
-    """Whether the real path ``path`` is ``folder`` or under it (both real paths)."""
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def _walk_class(root: str, rel_dir: str, root_real: str, seen: set[tuple[int, int]],
-                out: list[tuple[str, int, int]], links_skipped: list[str]) -> None:
-    """Append (relative path, size, mtime_ns) of every non-hidden file under rel_dir.
-
-    Iterative (any depth, no recursion limit). A symlink to a folder is followed only when
-    it leads outside the image folder ``root_real`` (its real path): one leading back
-    inside — to an ancestor, to another class, to a folder of this class — would count
-    images twice or under the wrong class; it is appended to ``links_skipped``. Each real
-    folder is listed once (``seen`` holds (st_dev, st_ino)), so links cannot loop.
-    """
-    stack = [rel_dir]
-    while stack:
-        current = stack.pop()
-        with os.scandir(os.path.join(root, current)) as entries:
-            for entry in entries:
-                name = entry.name
-                if name.startswith("."):
-                    continue
-                try:
-                    st = entry.stat()
-                except OSError:  # a dangling symlink or a file that just vanished
-                    continue
-                rel = f"{current}/{name}"
-                if entry.is_dir():
-                    if entry.is_symlink() and _inside(os.path.realpath(entry.path), root_real):
-                        links_skipped.append(rel)
-                    elif (st.st_dev, st.st_ino) not in seen:
-                        seen.add((st.st_dev, st.st_ino))
-                        stack.append(rel)
-                elif entry.is_file():
-                    out.append((rel, st.st_size, st.st_mtime_ns))
-
-
-def list_folder(path: Path) -> Listing:
-    """Scan an image folder: class subfolders (sorted) and their files (sorted by path).
-
-    Only names and ``stat`` results; no file is opened. Errors name the folder.
-    """
-    root = os.fspath(path)
-    classes, loose = [], []
-    try:
-        with os.scandir(root) as entries:
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                if entry.is_dir():
-                    classes.append(entry.name)
-                elif entry.is_file():
-                    loose.append(entry.name)
-        classes.sort()
-        files = []
-        root_real = os.path.realpath(root)
-        links_skipped: list[str] = []
-        for name in classes:
-            found: list[tuple[str, int, int]] = []
-            st = os.stat(os.path.join(root, name))
-            _walk_class(root, name, root_real, {(st.st_dev, st.st_ino)}, found, links_skipped)
-            found.sort()
-            files.append(found)
-    except NotADirectoryError:
-        raise NncliError(f"{path}: not a folder") from None
-    except OSError as exc:
-        where = exc.filename or path
-        raise NncliError(f"{where}: cannot read folder ({exc.strerror or exc})") from None
-    if links_skipped:
-        log.warning("%s: skipped %d symlinked folder(s) leading back inside the image folder "
-                    "(their images would count twice), e.g. %s", path, len(links_skipped),
-                    os.path.join(path, sorted(links_skipped)[0]))
-    return Listing(classes, files, sorted(loose))
-
-
 # ---------------------------------------------------------------- the reader
 
 
@@ -630,7 +541,7 @@ def _warn_skipped(path: Path, skipped: int, example: str | None) -> None:
 def read_image_folder(path: Path, size: tuple[int, int] | None, mode: str,
                       cache_dir: Path | None = None, *, workers: int | None = None,
                       progress: ProgressFn | None = None) -> RawData:
-    """Read an image folder (one subfolder per class) into a :class:`~nncli.data.RawData`.
+    """Read an image folder (one subfolder per class) into a :class:`~nncli.data.types.RawData`.
 
     Returns ``X: (N, H*W*C)`` uint8, rows flattened row-major over (height, width,
     channel); ``labels: (N,)`` class names; ``input_shape = (H, W, C)`` with C = 1 for
