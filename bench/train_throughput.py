@@ -2,6 +2,7 @@
 
     pip install -e ".[bench]"      # torch==2.13.0 (CPU) and scikit-learn
     python bench/train_throughput.py [--rounds 7] [--quick] [--out bench/RESULTS.md]
+    python bench/train_throughput.py --steps-only [--rounds 9]   # textbook vs fused only
 
 In one process, on synthetic MNIST-shaped data (60,000 x 784, 10 classes), rounds
 interleave: nncli's training step (``nncli.train.MinibatchStep``: gather, forward, loss,
@@ -12,6 +13,12 @@ eager reference (same architecture, loss and plain SGD,
 loss), and the bound: the step's matrix multiplies alone on the same shapes. Each round
 measures every implementation once, in rotating order; ratios come from pairs measured in
 the same round, and the table reports medians with min-max. Warm-up rounds come first.
+
+Textbook step against fused step: ``MinibatchStep`` with ``step: textbook``
+(``nncli.nn.step``) and ``step: fused`` (``nncli.fast.step``) on 784-256-10, batch 128,
+float32, for plain SGD and for adam, all four measured in every round in rotating order;
+the ratio fused/textbook is taken per round and per optimizer. ``--steps-only`` runs just
+this and replaces its section of RESULTS.md, leaving the rest.
 
 It then times ``nncli train`` as a whole process on an .npz of the same data (epoch wall
 time from metrics.csv against the in-process step rate, and peak RSS) and ``nncli
@@ -37,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from nncli.nn.losses import Objective
 from nncli.nn.model import MLP
 from nncli.nn.optim import Optimizer
 from nncli.train import MinibatchStep
@@ -95,7 +103,7 @@ def cycling_batches(order: Any, batch: int) -> Iterator[Any]:
 def nncli_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner:
     rng = np.random.default_rng(0)
     model = MLP.create(D, case.hidden, K, "relu", "auto", rng, case.dtype)
-    step = MinibatchStep(model, Optimizer("sgd"), X, y, case.batch, case.loss)
+    step = MinibatchStep(model, Optimizer("sgd"), X, y, case.batch, Objective(case.loss))
     batches = cycling_batches(rng.permutation(N), case.batch)
 
     def run(steps: int) -> float:
@@ -340,6 +348,85 @@ def fmt_ratio(values: list[float] | None) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
 
 
+# ---------------------------------------------------------------- textbook vs fused
+
+STEP_CASE = Case("784-256-10", 128)
+STEP_KINDS = ("textbook", "fused")
+STEP_OPTIMIZERS = ("sgd", "adam")
+STEPS_HEADER = "## Textbook step against fused step"
+
+
+def step_runner(kind: str, optimizer: str, X: np.ndarray, y: np.ndarray) -> Runner:
+    """The trainer's MinibatchStep with the training step ``kind`` and ``optimizer``."""
+    rng = np.random.default_rng(0)
+    model = MLP.create(D, STEP_CASE.hidden, K, "relu", "auto", rng, STEP_CASE.dtype)
+    step = MinibatchStep(model, Optimizer(optimizer), X, y, STEP_CASE.batch, Objective(),
+                         kind)
+    batches = cycling_batches(rng.permutation(N), STEP_CASE.batch)
+    lr = LR if optimizer == "sgd" else 1e-4  # adam: keep the weights finite for many steps
+
+    def run(steps: int) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step(next(batches), lr)
+        return time.perf_counter() - start
+
+    return run
+
+
+def compare_steps(rounds: int, warmup: int, X: np.ndarray, y: np.ndarray
+                  ) -> dict[str, dict[str, list[float]]]:
+    """``{optimizer: {"textbook": rates, "fused": rates, "ratio": fused/textbook per
+    round}}``: every round measures the four runners once, in rotating order."""
+    runners = {(k, o): step_runner(k, o, X, y) for o in STEP_OPTIMIZERS for k in STEP_KINDS}
+    steps = {key: calibrate(run, STEP_CASE.batch) for key, run in runners.items()}
+    out = {o: {"textbook": [], "fused": [], "ratio": []} for o in STEP_OPTIMIZERS}
+    names = list(runners)
+    for r in range(warmup + rounds):
+        rate = {}
+        for key in names[r % len(names):] + names[:r % len(names)]:
+            time.sleep(SETTLE_SECONDS)
+            rate[key] = steps[key] * STEP_CASE.batch / runners[key](steps[key])
+        if r < warmup:
+            continue
+        for o in STEP_OPTIMIZERS:
+            out[o]["textbook"].append(rate["textbook", o])
+            out[o]["fused"].append(rate["fused", o])
+            out[o]["ratio"].append(rate["fused", o] / rate["textbook", o])
+    return out
+
+
+def steps_section(result: dict[str, dict[str, list[float]]], rounds: int,
+                  warmup: int) -> list[str]:
+    lines = [
+        STEPS_HEADER, "",
+        f"`MinibatchStep` ({STEP_CASE.label()}, relu) with `train.step: textbook` "
+        "(`nncli/nn/step.py`) and `fused` (`nncli/fast/step.py`), measured in the same "
+        f"rounds in rotating order; {rounds} rounds after {warmup} warm-up rounds, "
+        f"{time.strftime('%Y-%m-%d')}, {cores()} cores. Samples/s median (min–max); "
+        "fused/textbook: median (min–max) of the per-round ratios.", "",
+        "| optimizer | textbook | fused | fused/textbook |", "|---|---|---|---|",
+    ]
+    for o, r in result.items():
+        lines.append(f"| {o} | {fmt_rate(r['textbook'])} | {fmt_rate(r['fused'])} | "
+                     f"{fmt_ratio(r['ratio'])} |")
+    return lines
+
+
+def replace_section(path: Path, header: str, lines: list[str]) -> None:
+    """Put ``lines`` in place of the section ``header`` of ``path`` (up to the next
+    ``## `` heading), or before the reading guide if it has none yet."""
+    old = path.read_text().splitlines() if path.exists() else []
+    if header in old:
+        start = old.index(header)
+        end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")),
+                   len(old))
+    else:
+        start = end = next((i for i, line in enumerate(old)
+                            if line.startswith("## Reading")), len(old))
+    path.write_text("\n".join(old[:start] + lines + [""] + old[end:]).rstrip() + "\n")
+
+
 # ---------------------------------------------------------------- end to end
 
 
@@ -421,6 +508,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="only 784-256-10 at batch 128")
     parser.add_argument("--no-e2e", action="store_true", help="skip the whole-process runs")
+    parser.add_argument("--steps-only", action="store_true",
+                        help="only textbook against fused step (replaces its section)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     args = parser.parse_args()
 
@@ -434,6 +523,16 @@ def main() -> None:
             versions[mod] = __import__(mod).__version__
         except ImportError:
             versions[mod] = "not installed"
+
+    steps = compare_steps(args.rounds, args.warmup, X32, y)
+    for o, r in steps.items():
+        print(f"step {o:5s} textbook {fmt_rate(r['textbook']):>24s}  fused "
+              f"{fmt_rate(r['fused']):>24s}  fused/textbook {fmt_ratio(r['ratio'])}",
+              flush=True)
+    if args.steps_only:
+        replace_section(args.out, STEPS_HEADER, steps_section(steps, args.rounds, args.warmup))
+        print(f"wrote {args.out}")
+        return
 
     results = []
     for case in cases(args.quick):
@@ -497,6 +596,7 @@ def main() -> None:
             f"- `nncli predict` on 5,000 CSV rows from stdin: "
             f"{e2e['predict_rows_per_sec']:,.0f} rows/s ({e2e['predict_seconds']:.2f} s)",
         ]
+    lines += [""] + steps_section(steps, args.rounds, args.warmup)
     notes = Path(__file__).with_name("RESULTS-notes.md")
     if notes.exists():  # hand-written reading guide, kept across runs
         lines += ["", notes.read_text().rstrip()]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from nncli.build import class_weights, model_from_config
+from nncli.build import class_weights, model_from_config, objective_from_config, training_step
 from nncli.checkpoint import Checkpoint, checkpoint_file, load_checkpoint, save_checkpoint
 from nncli.config import Config, check_run_name
 from nncli.data import Dataset, TrainingData, load_training_data
@@ -24,6 +24,7 @@ from nncli.errors import DivergedError, NncliError
 from nncli.interrupts import raise_if_interrupted
 from nncli.memory import check_training_memory, memory_message, training_bytes
 from nncli.metrics import evaluate
+from nncli.nn.losses import DEFAULT_OBJECTIVE, Objective
 from nncli.nn.model import MLP
 from nncli.nn.optim import Optimizer, learning_rate
 from nncli.rundir import (
@@ -194,18 +195,17 @@ def peak_rss_mb() -> float | None:
 class MinibatchStep:
     """One gradient-descent step on rows ``idx`` of the training set, allocation-free.
 
-    X: (N, D), y: (N,). The batch is gathered into a preallocated buffer and the model's
-    forward/backward write into preallocated :class:`~nncli.nn.model.Buffers`.
+    X: (N, D), y: (N,). The batch is gathered into the training step's preallocated input
+    (``step``: a kind of :func:`~nncli.build.training_step`), which computes the gradients
+    of ``objective`` into its own arrays; the optimizer then updates the model.
     """
 
     def __init__(self, model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
-                 batch_cap: int, loss_type: str = "softmax", reg_lambda: float = 0.0,
-                 margin: float = 1.0, class_weights: np.ndarray | None = None) -> None:
+                 batch_cap: int, objective: Objective = DEFAULT_OBJECTIVE,
+                 step: str = "auto") -> None:
         self.model, self.optimizer, self.X, self.y = model, optimizer, X, y
-        self.buffers = model.make_buffers(batch_cap)
+        self.step = training_step(model, objective, batch_cap, step, optimizer.name)
         self.y_buffer = np.empty(batch_cap, dtype=y.dtype)
-        self.loss_kw = {"loss_type": loss_type, "reg_lambda": reg_lambda, "margin": margin,
-                        "class_weights": class_weights}
         self.plain_sgd = optimizer.name == "sgd"
 
     def __call__(self, idx: np.ndarray, lr: float) -> tuple[float, float, int]:
@@ -214,18 +214,13 @@ class MinibatchStep:
         m = len(idx)
         # Indices come from a permutation, so bounds checks are moot; mode="raise" would
         # also make take() copy through a temporary buffer (2-3x slower here).
-        xb = self.X.take(idx, axis=0, out=self.buffers.x_rows(m), mode="clip")
+        xb = self.X.take(idx, axis=0, out=self.step.batch_rows(m), mode="clip")
         yb = self.y.take(idx, out=self.y_buffer[:m], mode="clip")
-        if self.plain_sgd:
-            # Backprop lr * dL/dscores, so the update happens inside the products that
-            # would otherwise compute the gradients (see MLP.backward).
-            d_loss, r_loss, correct, _ = self.model.train_step(
-                xb, yb, self.buffers, grad_scale=float(lr), sgd_update=True, **self.loss_kw)
-            return d_loss, r_loss, correct
-        d_loss, r_loss, correct, grads = self.model.train_step(
-            xb, yb, self.buffers, **self.loss_kw)
+        if self.plain_sgd:  # nothing needs the gradient: the step may fuse the update in
+            return self.step.sgd_step(xb, yb, float(lr))
+        d_loss, r_loss, correct, grads = self.step.gradients(xb, yb)
         if math.isfinite(d_loss + r_loss):
-            # The gradients live in self.buffers and are recomputed by the next step.
+            # The gradients live in the step's arrays and are recomputed by the next step.
             self.optimizer.step(self.model.params, grads, lr, grads_are_scratch=True)
         return d_loss, r_loss, correct
 
@@ -296,8 +291,8 @@ def _allocate(cfg: Config, ckpt: Checkpoint | None, data: TrainingData, batch_ca
         optimizer = Optimizer(cfg.train.optimizer, cfg.train.momentum)
         if ckpt is not None:
             optimizer.load_state_arrays(ckpt.optimizer_state)
-        step = MinibatchStep(model, optimizer, X, y, batch_cap, cfg.loss.type, cfg.reg_lambda,
-                             cfg.loss.margin, weights)
+        step = MinibatchStep(model, optimizer, X, y, batch_cap,
+                             objective_from_config(cfg, weights))
     except MemoryError:
         need = training_bytes(sizes, cfg.train.dtype, cfg.train.optimizer, batch_cap)
         raise NncliError(memory_message(hidden, sizes, cfg.train.dtype, cfg.train.optimizer,
@@ -344,8 +339,6 @@ def _train(cfg: Config, run: RunDir, out: str | Path | None, resume: str | Path 
     best_epoch: int | None = state.get("best_epoch")
     wait: int = int(state.get("wait", 0))
     best_row = next((r for r in previous_rows if r["epoch"] == best_epoch), None)
-    loss_kw = {"loss_type": cfg.loss.type, "reg_lambda": cfg.reg_lambda,
-               "margin": cfg.loss.margin, "class_weights": weights}
 
     # Every check has passed: from here on the run directory is written.
     run.claim(fresh=ckpt is None, pick_free=ckpt is None and out is None)
@@ -414,9 +407,8 @@ def _train(cfg: Config, run: RunDir, out: str | Path | None, resume: str | Path 
                 "val_loss": None, "val_acc": None,
             }
             if data.val is not None:
-                result = evaluate(model, data.val.X, data.val.y, reg_lambda=cfg.reg_lambda,
-                                  **{k: loss_kw[k] for k in ("loss_type", "margin",
-                                                              "class_weights")})
+                result = evaluate(model, data.val.X, data.val.y,
+                                  objective_from_config(cfg, weights))
                 row["val_loss"], row["val_acc"] = result.loss, result.accuracy
             row["seconds"] = time.perf_counter() - epoch_start
             rows.append(row)
@@ -501,7 +493,6 @@ def _train(cfg: Config, run: RunDir, out: str | Path | None, resume: str | Path 
 def holdout_metrics(model: MLP, dataset: Dataset, cfg: Config,
                  weights: np.ndarray | None) -> dict[str, float]:
     """Loss and accuracy of ``model`` on a held-out split (as in ``summary.json``'s ``test``)."""
-    result = evaluate(model, dataset.X, dataset.y, cfg.loss.type, cfg.loss.margin, weights,
-                      cfg.reg_lambda)
+    result = evaluate(model, dataset.X, dataset.y, objective_from_config(cfg, weights))
     return {"n": result.n, "loss": result.loss, "data_loss": result.data_loss,
             "reg_loss": result.reg_loss, "accuracy": result.accuracy}
