@@ -310,6 +310,7 @@ SCHEMA: dict[str, Any] = {
         "early_stopping": Field(None, _check_early_stopping),
         "dtype": Field("float32", _choice(DTYPE_NAMES)),
         "checkpoint_every": Field(1, lambda v, k: _as_int(v, k, minimum=1)),
+        "step": Field("auto", _choice(("auto", "textbook", "fused"))),  # build.training_step
     },
 }
 
@@ -421,6 +422,7 @@ class TrainConfig:
     early_stopping: dict[str, Any] | None
     dtype: str
     checkpoint_every: int
+    step: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -473,6 +475,8 @@ class Config:
                 "early_stopping": copy.deepcopy(self.train.early_stopping),
                 "dtype": self.train.dtype,
                 "checkpoint_every": self.train.checkpoint_every,
+                # the default stays out of the dump: config.yaml is what SPEC documents
+                **({"step": self.train.step} if self.train.step != "auto" else {}),
             },
         }
 
@@ -505,7 +509,7 @@ def config_from_dict(raw: Any, default_name: str = "run", config_dir: str | None
             epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"],
             optimizer=t["optimizer"], momentum=t["momentum"], lr_schedule=t["lr_schedule"],
             early_stopping=t["early_stopping"], dtype=t["dtype"],
-            checkpoint_every=t["checkpoint_every"],
+            checkpoint_every=t["checkpoint_every"], step=t["step"],
         ),
     )
 

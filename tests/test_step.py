@@ -173,3 +173,27 @@ def test_the_fused_step_relays_weights_without_changing_them() -> None:
     for name, value in before.items():
         np.testing.assert_array_equal(model.params[name], value)
     assert all(model.params[w].T.flags.c_contiguous for w in model.weight_names())
+
+
+@pytest.mark.parametrize("optimizer,expected", [("sgd", FusedStep), ("adam", TrainingStep),
+                                                ("momentum", TrainingStep)])
+def test_auto_takes_the_fused_step_only_where_it_measured_faster(optimizer: str,
+                                                                 expected: type) -> None:
+    model, _, _ = problem((5,), "relu")
+    assert type(training_step(model, Objective(), 8, "auto", optimizer)) is expected
+    assert type(training_step(model, Objective(), 8, "textbook", "sgd")) is TrainingStep
+    assert type(training_step(model, Objective(), 8, "fused", "adam")) is FusedStep
+
+
+def test_train_step_is_a_config_key_dumped_only_when_set() -> None:
+    from nncli.config import config_from_dict
+    from nncli.errors import NncliError
+
+    data = {"data": {"train": "t.csv"}}
+    assert config_from_dict(data).train.step == "auto"
+    assert "step" not in config_from_dict(data).to_dict()["train"]
+    chosen = config_from_dict({**data, "train": {"step": "textbook"}})
+    assert chosen.train.step == "textbook" and chosen.to_dict()["train"]["step"] == "textbook"
+    assert config_from_dict(chosen.to_dict()) == chosen
+    with pytest.raises(NncliError, match="train.step"):
+        config_from_dict({**data, "train": {"step": "fast"}})
