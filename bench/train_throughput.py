@@ -403,6 +403,10 @@ def steps_section(result: dict[str, dict[str, list[float]]], rounds: int,
     for o, r in result.items():
         lines.append(f"| {o} | {fmt_rate(r['textbook'])} | {fmt_rate(r['fused'])} | "
                      f"{fmt_ratio(r['ratio'])} |")
+    faster = [o for o, r in result.items() if statistics.median(r["ratio"]) >= 1.05]
+    lines += ["", "nncli/fast stays while the fused step's median is >= 1.05 for an optimizer "
+              "(in this run: " + (", ".join(faster) or "none") + "); `train.step: auto` is "
+              "`nncli.build.AUTO_STEP`."]
     return lines
 
 

@@ -24,11 +24,11 @@ from nncli.nn.model import MLP
 from nncli.nn.step import TrainingStep
 
 STEPS: dict[str, type[TrainingStep]] = {"textbook": TrainingStep, "fused": FusedStep}
-# train.step: auto takes the fused step only where it measured >= 5% faster on 784-256-10,
-# batch 128, float32 (bench/RESULTS.md, "Textbook step against fused step"): plain SGD,
-# whose update it runs inside the weight-gradient GEMM. With any other optimizer the
-# gradients are needed, and there the two steps ran at the same speed.
-FUSED_WHEN_AUTO = ("sgd",)
+# train.step: auto is the fused step. On 784-256-10, batch 128, float32 (bench/RESULTS.md,
+# "Textbook step against fused step") it ran 1.16-1.30x the textbook step with plain SGD
+# (the update inside the weight-gradient GEMM) and 0.91-1.05x (median of runs ~1.01) with
+# adam, where the trainer with the textbook step ran 2-5% below today's fused one.
+AUTO_STEP = "fused"
 
 
 def model_from_config(cfg: Config, input_dim: int, n_classes: int,
@@ -51,14 +51,11 @@ def objective_from_config(cfg: Config, weights: np.ndarray | None) -> Objective:
     return Objective(cfg.loss.type, cfg.loss.margin, weights, cfg.reg_lambda)
 
 
-def training_step(model: MLP, objective: Objective, capacity: int, kind: str = "auto",
-                  optimizer: str = "adam") -> TrainingStep:
+def training_step(model: MLP, objective: Objective, capacity: int,
+                  kind: str = "auto") -> TrainingStep:
     """The training step ``kind`` (``train.step``: ``textbook``, ``fused``, or ``auto``, the
-    fused step for the optimizers in :data:`FUSED_WHEN_AUTO` and the textbook one for the
-    others) for batches of up to ``capacity`` rows, followed by updates of ``optimizer``."""
-    if kind == "auto":
-        kind = "fused" if optimizer in FUSED_WHEN_AUTO else "textbook"
-    return STEPS[kind](model, objective, capacity)
+    one measured faster: :data:`AUTO_STEP`) for batches of up to ``capacity`` rows."""
+    return STEPS[AUTO_STEP if kind == "auto" else kind](model, objective, capacity)
 
 
 def gradcheck_config(cfg: Config, samples: int | None = DEFAULT_SAMPLES, tol: float = 1e-6,

@@ -204,7 +204,7 @@ class MinibatchStep:
                  batch_cap: int, objective: Objective = DEFAULT_OBJECTIVE,
                  step: str = "auto") -> None:
         self.model, self.optimizer, self.X, self.y = model, optimizer, X, y
-        self.step = training_step(model, objective, batch_cap, step, optimizer.name)
+        self.step = training_step(model, objective, batch_cap, step)
         self.y_buffer = np.empty(batch_cap, dtype=y.dtype)
         self.plain_sgd = optimizer.name == "sgd"
 

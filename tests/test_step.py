@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_gradients import numeric_gradient
 
 from nncli.build import STEPS, training_step
 from nncli.fast.step import FusedStep
@@ -18,7 +19,6 @@ from nncli.nn.optim import UPDATES, Optimizer
 from nncli.nn.step import TrainingStep
 from nncli.train import MinibatchStep
 
-H = 1e-6
 ARCHS = {"linear": (), "mlp": (6, 5)}
 
 
@@ -32,20 +32,6 @@ def problem(hidden: tuple[int, ...], activation: str, seed: int = 0, n: int = 40
 
 def copy_of(model: MLP) -> MLP:
     return MLP({k: v.copy() for k, v in model.params.items()}, model.activation_name)
-
-
-def numeric_gradient(f, w: np.ndarray, h: float = H) -> np.ndarray:
-    """Centered differences ``(f(w+h) - f(w-h)) / 2h`` for every entry of ``w`` (in place)."""
-    grad = np.zeros_like(w)
-    for idx in np.ndindex(*w.shape):
-        old = w[idx]
-        w[idx] = old + h
-        plus = f()
-        w[idx] = old - h
-        minus = f()
-        w[idx] = old
-        grad[idx] = (plus - minus) / (2 * h)
-    return grad
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))
@@ -175,14 +161,12 @@ def test_the_fused_step_relays_weights_without_changing_them() -> None:
     assert all(model.params[w].T.flags.c_contiguous for w in model.weight_names())
 
 
-@pytest.mark.parametrize("optimizer,expected", [("sgd", FusedStep), ("adam", TrainingStep),
-                                                ("momentum", TrainingStep)])
-def test_auto_takes_the_fused_step_only_where_it_measured_faster(optimizer: str,
-                                                                 expected: type) -> None:
-    model, _, _ = problem((5,), "relu")
-    assert type(training_step(model, Objective(), 8, "auto", optimizer)) is expected
-    assert type(training_step(model, Objective(), 8, "textbook", "sgd")) is TrainingStep
-    assert type(training_step(model, Objective(), 8, "fused", "adam")) is FusedStep
+@pytest.mark.parametrize("optimizer", sorted(UPDATES))
+def test_auto_is_the_fused_step_and_each_kind_can_be_chosen(optimizer: str) -> None:
+    model, X, y = problem((5,), "relu")
+    chosen = {kind: type(MinibatchStep(model, Optimizer(optimizer), X, y, 8, Objective(),
+                                       kind).step) for kind in ("auto", "textbook", "fused")}
+    assert chosen == {"auto": FusedStep, "textbook": TrainingStep, "fused": FusedStep}
 
 
 def test_train_step_is_a_config_key_dumped_only_when_set() -> None:

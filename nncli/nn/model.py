@@ -56,9 +56,11 @@ class MLP:
 
     @property
     def dtype(self) -> np.dtype:
+        """The parameters' (and so the computation's) dtype."""
         return self.params["W1"].dtype
 
     def weight_names(self) -> list[str]:
+        """``["W1", ..., "WL"]``: the parameters the L2 term covers."""
         return [f"W{i}" for i in range(1, self.n_layers + 1)]
 
     def forward(self, X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
