@@ -2,6 +2,7 @@
 
     pip install -e ".[bench]"      # torch==2.13.0 (CPU) and scikit-learn
     python bench/train_throughput.py [--rounds 7] [--quick] [--out bench/RESULTS.md]
+    python bench/train_throughput.py --steps-only [--rounds 9]   # textbook vs fused only
 
 In one process, on synthetic MNIST-shaped data (60,000 x 784, 10 classes), rounds
 interleave: nncli's training step (``nncli.train.MinibatchStep``: gather, forward, loss,
@@ -12,6 +13,12 @@ eager reference (same architecture, loss and plain SGD,
 loss), and the bound: the step's matrix multiplies alone on the same shapes. Each round
 measures every implementation once, in rotating order; ratios come from pairs measured in
 the same round, and the table reports medians with min-max. Warm-up rounds come first.
+
+Textbook step against fused step: ``MinibatchStep`` with ``step: textbook``
+(``nncli.nn.step``) and ``step: fused`` (``nncli.fast.step``) on 784-256-10, batch 128,
+float32, for plain SGD and for adam, all four measured in every round in rotating order;
+the ratio fused/textbook is taken per round and per optimizer. ``--steps-only`` runs just
+this and replaces its section of RESULTS.md, leaving the rest.
 
 It then times ``nncli train`` as a whole process on an .npz of the same data (epoch wall
 time from metrics.csv against the in-process step rate, and peak RSS) and ``nncli
@@ -37,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from nncli.nn.losses import Objective
 from nncli.nn.model import MLP
 from nncli.nn.optim import Optimizer
 from nncli.train import MinibatchStep
@@ -92,19 +100,22 @@ def cycling_batches(order: Any, batch: int) -> Iterator[Any]:
             yield order[i:i + batch]
 
 
-def nncli_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner:
-    rng = np.random.default_rng(0)
-    model = MLP.create(D, case.hidden, K, "relu", "auto", rng, case.dtype)
-    step = MinibatchStep(model, Optimizer("sgd"), X, y, case.batch, case.loss)
-    batches = cycling_batches(rng.permutation(N), case.batch)
-
+def timed(step: Callable[[Any], object], batches: Iterator[Any]) -> Runner:
+    """run(steps) -> seconds for ``steps`` calls of ``step`` on the next batches."""
     def run(steps: int) -> float:
         start = time.perf_counter()
         for _ in range(steps):
-            step(next(batches), LR)
+            step(next(batches))
         return time.perf_counter() - start
 
     return run
+
+
+def nncli_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner:
+    rng = np.random.default_rng(0)
+    model = MLP.create(D, case.hidden, K, "relu", "auto", rng, case.dtype)
+    step = MinibatchStep(model, Optimizer("sgd"), X, y, case.batch, Objective(case.loss))
+    return timed(lambda idx: step(idx, LR), cycling_batches(rng.permutation(N), case.batch))
 
 
 def bound_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner:
@@ -192,13 +203,7 @@ def numpy_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner | None:
             W -= np.multiply(dW, LR, out=dW)
             b -= np.multiply(db, LR, out=db)
 
-    def run(steps: int) -> float:
-        start = time.perf_counter()
-        for _ in range(steps):
-            step(next(batches))
-        return time.perf_counter() - start
-
-    return run
+    return timed(step, batches)
 
 
 def torch_runner(case: Case, X: np.ndarray, y: np.ndarray) -> Runner | None:
@@ -340,6 +345,85 @@ def fmt_ratio(values: list[float] | None) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
 
 
+# ---------------------------------------------------------------- textbook vs fused
+
+STEP_CASE = Case("784-256-10", 128)
+STEP_KINDS = ("textbook", "fused")
+STEP_OPTIMIZERS = ("sgd", "adam")
+STEPS_HEADER = "## Textbook step against fused step"
+
+
+def step_runner(kind: str, optimizer: str, X: np.ndarray, y: np.ndarray) -> Runner:
+    """The trainer's MinibatchStep with the training step ``kind`` and ``optimizer``."""
+    rng = np.random.default_rng(0)
+    model = MLP.create(D, STEP_CASE.hidden, K, "relu", "auto", rng, STEP_CASE.dtype)
+    step = MinibatchStep(model, Optimizer(optimizer), X, y, STEP_CASE.batch, Objective(),
+                         kind)
+    lr = LR if optimizer == "sgd" else 1e-4  # adam: keep the weights finite for many steps
+    return timed(lambda idx: step(idx, lr), cycling_batches(rng.permutation(N),
+                                                             STEP_CASE.batch))
+
+
+def compare_steps(rounds: int, warmup: int, X: np.ndarray, y: np.ndarray
+                  ) -> dict[str, dict[str, list[float]]]:
+    """``{optimizer: {"textbook": rates, "fused": rates, "ratio": fused/textbook per
+    round}}``: every round measures the four runners once, the two steps of an optimizer
+    back to back (which goes first alternates), so a ratio compares neighbours in time."""
+    runners = {(k, o): step_runner(k, o, X, y) for o in STEP_OPTIMIZERS for k in STEP_KINDS}
+    steps = {key: calibrate(run, STEP_CASE.batch) for key, run in runners.items()}
+    out = {o: {"textbook": [], "fused": [], "ratio": []} for o in STEP_OPTIMIZERS}
+    for r in range(warmup + rounds):
+        rate = {}
+        kinds = STEP_KINDS if r % 2 == 0 else STEP_KINDS[::-1]
+        optimizers = STEP_OPTIMIZERS if r % 4 < 2 else STEP_OPTIMIZERS[::-1]
+        for key in [(k, o) for o in optimizers for k in kinds]:
+            time.sleep(SETTLE_SECONDS)
+            rate[key] = steps[key] * STEP_CASE.batch / runners[key](steps[key])
+        if r < warmup:
+            continue
+        for o in STEP_OPTIMIZERS:
+            out[o]["textbook"].append(rate["textbook", o])
+            out[o]["fused"].append(rate["fused", o])
+            out[o]["ratio"].append(rate["fused", o] / rate["textbook", o])
+    return out
+
+
+def steps_section(result: dict[str, dict[str, list[float]]], rounds: int,
+                  warmup: int) -> list[str]:
+    lines = [
+        STEPS_HEADER, "",
+        f"`MinibatchStep` ({STEP_CASE.label()}, relu) with `train.step: textbook` "
+        "(`nncli/nn/step.py`) and `fused` (`nncli/fast/step.py`), the two back to back in "
+        f"every round (alternating which first); {rounds} rounds after {warmup} warm-up, "
+        f"{time.strftime('%Y-%m-%d')}, {cores()} cores, OPENBLAS_NUM_THREADS="
+        f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}. Samples/s median (min–max); "
+        "fused/textbook: median (min–max) of the per-round ratios.", "",
+        "| optimizer | textbook | fused | fused/textbook |", "|---|---|---|---|",
+    ]
+    for o, r in result.items():
+        lines.append(f"| {o} | {fmt_rate(r['textbook'])} | {fmt_rate(r['fused'])} | "
+                     f"{fmt_ratio(r['ratio'])} |")
+    faster = [o for o, r in result.items() if statistics.median(r["ratio"]) >= 1.05]
+    lines += ["", "nncli/fast stays while the fused step's median is >= 1.05 for an optimizer "
+              "(in this run: " + (", ".join(faster) or "none") + "); `train.step: auto` is "
+              "`nncli.build.AUTO_STEP`."]
+    return lines
+
+
+def replace_section(path: Path, header: str, lines: list[str]) -> None:
+    """Put ``lines`` in place of the section ``header`` of ``path`` (up to the next
+    ``## `` heading), or before the reading guide if it has none yet."""
+    old = path.read_text().splitlines() if path.exists() else []
+    if header in old:
+        start = old.index(header)
+        end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")),
+                   len(old))
+    else:
+        start = end = next((i for i, line in enumerate(old)
+                            if line.startswith("## Reading")), len(old))
+    path.write_text("\n".join(old[:start] + lines + [""] + old[end:]).rstrip() + "\n")
+
+
 # ---------------------------------------------------------------- end to end
 
 
@@ -382,8 +466,24 @@ def end_to_end(X: np.ndarray, y: np.ndarray, workdir: Path) -> dict:
     epoch_seconds = [r["seconds"] for r in rows]  # training + validation of each epoch
     step_rate = statistics.median(rates)
     ideal = n_train / step_rate
-    ckpt = run_dir / "checkpoints" / "last.npz"
+    return {
+        "epochs": epochs,
+        "epoch_seconds": epoch_seconds,
+        "step_rates_around": rates,
+        "ideal_epoch_seconds": ideal,
+        "process_wall_seconds": wall,
+        "summary_samples_per_sec": summary["samples_per_sec"],
+        # From the process itself (summary.json): getrusage(RUSAGE_CHILDREN) here would
+        # count this big benchmark process, which the child is forked from.
+        "peak_rss_mb": summary["peak_rss_mb"],
+        "data_mb": X.nbytes / 2**20,
+        **eval_and_predict(run_dir / "checkpoints" / "last.npz", npz, X),
+    }
 
+
+def eval_and_predict(ckpt: Path, npz: Path, X: np.ndarray) -> dict[str, float]:
+    """``nncli eval`` of ``ckpt`` on all of ``npz`` and ``nncli predict`` of 5,000 CSV rows
+    of X from stdin, as processes: rows/s and seconds."""
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "nncli.cli", "eval", str(ckpt), str(npz), "--json"],
                    capture_output=True, check=True)
@@ -396,62 +496,14 @@ def end_to_end(X: np.ndarray, y: np.ndarray, workdir: Path) -> dict:
                          input=lines, capture_output=True, text=True, check=True).stdout
     predict_seconds = time.perf_counter() - start
     assert len(out.splitlines()) == n_predict
-    data_mb = X.nbytes / 2**20
-    return {
-        "epochs": epochs,
-        "epoch_seconds": epoch_seconds,
-        "step_rates_around": rates,
-        "ideal_epoch_seconds": ideal,
-        "process_wall_seconds": wall,
-        "summary_samples_per_sec": summary["samples_per_sec"],
-        # From the process itself (summary.json): getrusage(RUSAGE_CHILDREN) here would
-        # count this big benchmark process, which the child is forked from.
-        "peak_rss_mb": summary["peak_rss_mb"],
-        "data_mb": data_mb,
-        "eval_rows_per_sec": N / eval_seconds,
-        "eval_seconds": eval_seconds,
-        "predict_rows_per_sec": n_predict / predict_seconds,
-        "predict_seconds": predict_seconds,
-    }
+    return {"eval_rows_per_sec": N / eval_seconds, "eval_seconds": eval_seconds,
+            "predict_rows_per_sec": n_predict / predict_seconds,
+            "predict_seconds": predict_seconds}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="only 784-256-10 at batch 128")
-    parser.add_argument("--no-e2e", action="store_true", help="skip the whole-process runs")
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
-    args = parser.parse_args()
-
-    rng = np.random.default_rng(0)
-    X32 = rng.standard_normal((N, D), dtype=np.float32)
-    y = rng.integers(0, K, N)
-    data = {"float32": (X32, y), "float64": (X32.astype(np.float64), y)}
-    versions = {"numpy": np.__version__, "python": platform.python_version()}
-    for mod in ("torch", "sklearn"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except ImportError:
-            versions[mod] = "not installed"
-
-    results = []
-    for case in cases(args.quick):
-        res = bench_case(case, args.rounds, args.warmup, data)
-        results.append(res)
-        print(f"{case.label():40s} nncli {fmt_rate(res.rates['nncli']):>24s}  "
-              f"/numpy {fmt_ratio(res.ratios.get('numpy')):>18s}  "
-              f"/torch {fmt_ratio(res.ratios.get('torch')):>18s}  "
-              f"/sklearn {fmt_ratio(res.ratios.get('sklearn')):>18s}  "
-              f"/bound {fmt_ratio(res.ratios.get('bound')):>18s}  "
-              f"(numpy/bound {fmt_ratio(res.ratios.get('numpy/bound'))})", flush=True)
-
-    e2e = None
-    if not args.no_e2e:
-        with tempfile.TemporaryDirectory() as tmp:
-            e2e = end_to_end(X32, y, Path(tmp))
-        print(json.dumps(e2e, indent=1))
-
+def table_lines(results: list[Result], args: argparse.Namespace,
+                versions: dict[str, str]) -> list[str]:
+    """The head of RESULTS.md and the per-case table."""
     lines = [
         "# Training-step throughput",
         "",
@@ -474,29 +526,91 @@ def main() -> None:
             f"{fmt_rate(res.rates['bound'])} | {fmt_ratio(res.ratios.get('numpy'))} | "
             f"{fmt_ratio(res.ratios.get('torch'))} | {fmt_ratio(res.ratios.get('sklearn'))} | "
             f"{fmt_ratio(res.ratios.get('bound'))} | {fmt_ratio(res.ratios.get('numpy/bound'))} |")
-    if e2e:
-        epoch_med = statistics.median(e2e["epoch_seconds"])
-        ideal = e2e["ideal_epoch_seconds"]
-        lines += [
-            "",
-            "## `nncli train` end to end (784-256-10, batch 128, float32, .npz input)",
-            "",
-            "54,000 training and 6,000 validation rows, one progress line per epoch on stderr.",
-            "",
-            f"- epoch wall time, training + validation (metrics.csv `seconds`, median of "
-            f"{e2e['epochs']}): {epoch_med:.3f} s; the in-process step rate measured just "
-            f"before and after the process ({statistics.median(e2e['step_rates_around']):,.0f} "
-            f"samples/s) predicts {ideal:.3f} s for the training alone -> ratio "
-            f"{epoch_med / ideal:.3f}",
-            f"- whole process ({e2e['epochs']} epochs, including start-up and loading): "
-            f"{e2e['process_wall_seconds']:.2f} s",
-            f"- peak RSS {e2e['peak_rss_mb']:.0f} MB for {e2e['data_mb']:.0f} MB of data "
-            f"({e2e['peak_rss_mb'] / e2e['data_mb']:.2f}x)",
-            f"- `nncli eval` on the 60,000 rows: {e2e['eval_rows_per_sec']:,.0f} rows/s "
-            f"({e2e['eval_seconds']:.2f} s as a process)",
-            f"- `nncli predict` on 5,000 CSV rows from stdin: "
-            f"{e2e['predict_rows_per_sec']:,.0f} rows/s ({e2e['predict_seconds']:.2f} s)",
-        ]
+    return lines
+
+
+def e2e_lines(e2e: dict) -> list[str]:
+    """The end-to-end section of RESULTS.md."""
+    epoch_med = statistics.median(e2e["epoch_seconds"])
+    ideal = e2e["ideal_epoch_seconds"]
+    return [
+        "",
+        "## `nncli train` end to end (784-256-10, batch 128, float32, .npz input)",
+        "",
+        "54,000 training and 6,000 validation rows, one progress line per epoch on stderr.",
+        "",
+        f"- epoch wall time, training + validation (metrics.csv `seconds`, median of "
+        f"{e2e['epochs']}): {epoch_med:.3f} s; the in-process step rate measured just "
+        f"before and after the process ({statistics.median(e2e['step_rates_around']):,.0f} "
+        f"samples/s) predicts {ideal:.3f} s for the training alone -> ratio "
+        f"{epoch_med / ideal:.3f}",
+        f"- whole process ({e2e['epochs']} epochs, including start-up and loading): "
+        f"{e2e['process_wall_seconds']:.2f} s",
+        f"- peak RSS {e2e['peak_rss_mb']:.0f} MB for {e2e['data_mb']:.0f} MB of data "
+        f"({e2e['peak_rss_mb'] / e2e['data_mb']:.2f}x)",
+        f"- `nncli eval` on the 60,000 rows: {e2e['eval_rows_per_sec']:,.0f} rows/s "
+        f"({e2e['eval_seconds']:.2f} s as a process)",
+        f"- `nncli predict` on 5,000 CSV rows from stdin: "
+        f"{e2e['predict_rows_per_sec']:,.0f} rows/s ({e2e['predict_seconds']:.2f} s)",
+    ]
+
+
+def versions() -> dict[str, str]:
+    found = {"numpy": np.__version__, "python": platform.python_version()}
+    for mod in ("torch", "sklearn"):
+        try:
+            found[mod] = __import__(mod).__version__
+        except ImportError:
+            found[mod] = "not installed"
+    return found
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="only 784-256-10 at batch 128")
+    parser.add_argument("--no-e2e", action="store_true", help="skip the whole-process runs")
+    parser.add_argument("--steps-only", action="store_true",
+                        help="only textbook against fused step (replaces its section)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    rng = np.random.default_rng(0)
+    X32 = rng.standard_normal((N, D), dtype=np.float32)
+    y = rng.integers(0, K, N)
+    data = {"float32": (X32, y), "float64": (X32.astype(np.float64), y)}
+
+    steps = compare_steps(args.rounds, args.warmup, X32, y)
+    for o, r in steps.items():
+        print(f"step {o:5s} textbook {fmt_rate(r['textbook']):>24s}  fused "
+              f"{fmt_rate(r['fused']):>24s}  fused/textbook {fmt_ratio(r['ratio'])}",
+              flush=True)
+    if args.steps_only:
+        replace_section(args.out, STEPS_HEADER, steps_section(steps, args.rounds, args.warmup))
+        print(f"wrote {args.out}")
+        return
+
+    results = []
+    for case in cases(args.quick):
+        res = bench_case(case, args.rounds, args.warmup, data)
+        results.append(res)
+        print(f"{case.label():40s} nncli {fmt_rate(res.rates['nncli']):>24s}  "
+              f"/numpy {fmt_ratio(res.ratios.get('numpy')):>18s}  "
+              f"/torch {fmt_ratio(res.ratios.get('torch')):>18s}  "
+              f"/sklearn {fmt_ratio(res.ratios.get('sklearn')):>18s}  "
+              f"/bound {fmt_ratio(res.ratios.get('bound')):>18s}  "
+              f"(numpy/bound {fmt_ratio(res.ratios.get('numpy/bound'))})", flush=True)
+    lines = table_lines(results, args, versions())
+    if not args.no_e2e:
+        with tempfile.TemporaryDirectory() as tmp:
+            e2e = end_to_end(X32, y, Path(tmp))
+        print(json.dumps(e2e, indent=1))
+        lines += e2e_lines(e2e)
+    lines += [""] + steps_section(steps, args.rounds, args.warmup)
     notes = Path(__file__).with_name("RESULTS-notes.md")
     if notes.exists():  # hand-written reading guide, kept across runs
         lines += ["", notes.read_text().rstrip()]

@@ -1,4 +1,5 @@
-"""Config -> model: the only door from a :class:`~nncli.config.Config` into ``nncli.nn``.
+"""Config -> model, objective and training step: the only door from a
+:class:`~nncli.config.Config` into ``nncli.nn`` (and its annex ``nncli.fast``).
 
 ``nncli.nn`` knows nothing of configs or data; this module reads the config (and, for
 gradcheck, its data) and calls the math with plain values.
@@ -10,6 +11,7 @@ import numpy as np
 
 from nncli.config import Config
 from nncli.data import TrainingData, class_weight_vector, load_training_data
+from nncli.fast.step import FusedStep
 from nncli.nn.gradcheck import (
     DEFAULT_SAMPLES,
     GradcheckReport,
@@ -17,7 +19,16 @@ from nncli.nn.gradcheck import (
     check_gradients,
     check_options,
 )
+from nncli.nn.losses import Objective
 from nncli.nn.model import MLP
+from nncli.nn.step import TrainingStep
+
+STEPS: dict[str, type[TrainingStep]] = {"textbook": TrainingStep, "fused": FusedStep}
+# train.step: auto is the fused step. On 784-256-10, batch 128, float32 (bench/RESULTS.md,
+# "Textbook step against fused step") it ran 1.16-1.30x the textbook step with plain SGD
+# (the update inside the weight-gradient GEMM) and 0.91-1.05x (median of runs ~1.01) with
+# adam, where the trainer with the textbook step ran 2-5% below today's fused one.
+AUTO_STEP = "fused"
 
 
 def model_from_config(cfg: Config, input_dim: int, n_classes: int,
@@ -32,6 +43,19 @@ def class_weights(cfg: Config, data: TrainingData) -> np.ndarray | None:
     """The loss's per-class weights (K,) of ``cfg.loss.class_weight`` on ``data``'s training
     split, or None for none."""
     return class_weight_vector(cfg.loss.class_weight, data.classes, data.train.y)
+
+
+def objective_from_config(cfg: Config, weights: np.ndarray | None) -> Objective:
+    """``cfg``'s loss: ``loss.type``, ``loss.margin`` and ``reg.lambda``, with the class
+    ``weights`` (K,) from :func:`class_weights` (or a checkpoint), None for none."""
+    return Objective(cfg.loss.type, cfg.loss.margin, weights, cfg.reg_lambda)
+
+
+def training_step(model: MLP, objective: Objective, capacity: int,
+                  kind: str = "auto") -> TrainingStep:
+    """The training step ``kind`` (``train.step``: ``textbook``, ``fused``, or ``auto``, the
+    one measured faster: :data:`AUTO_STEP`) for batches of up to ``capacity`` rows."""
+    return STEPS[AUTO_STEP if kind == "auto" else kind](model, objective, capacity)
 
 
 def gradcheck_config(cfg: Config, samples: int | None = DEFAULT_SAMPLES, tol: float = 1e-6,
@@ -50,6 +74,6 @@ def gradcheck_config(cfg: Config, samples: int | None = DEFAULT_SAMPLES, tol: fl
     n = data.train.X.shape[0]
     pick = np.sort(rng.choice(n, size=min(n, n_examples), replace=False))
     model = model_from_config(cfg, data.train.X.shape[1], len(data.classes), "float64")
-    return check_gradients(model, data.train.X[pick], data.train.y[pick], cfg.loss.type,
-                           cfg.reg_lambda, cfg.loss.margin, class_weights(cfg, data),
+    return check_gradients(model, data.train.X[pick], data.train.y[pick],
+                           objective_from_config(cfg, class_weights(cfg, data)),
                            samples, tol, rng, progress)

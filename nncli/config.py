@@ -292,6 +292,9 @@ class Field:
     default: Any
     check: Checker
     attribute: str | None = None
+    # False for a key the SPEC does not name (``train.step``): the dump leaves it out while
+    # it holds its default, so the config.yaml of a run is the SPEC's.
+    dump_default: bool = True
 
 
 SCHEMA: dict[str, Any] = {
@@ -332,6 +335,8 @@ SCHEMA: dict[str, Any] = {
         "early_stopping": Field(None, _check_early_stopping),
         "dtype": Field("float32", choice(DTYPE_NAMES)),
         "checkpoint_every": Field(1, integer(minimum=1)),
+        # not a SPEC key: left out of the dump while "auto", so run files stay as before
+        "step": Field("auto", choice(("auto", "textbook", "fused")), dump_default=False),
     },
 }
 
@@ -532,7 +537,9 @@ def _dump(cfg: Any, schema: Mapping[str, Any], places: Mapping[str, str], prefix
         if isinstance(node, Mapping):
             doc[name] = _dump(cfg, node, places, f"{key}.")
         else:
-            doc[name] = _plain(functools.reduce(getattr, places[key].split("."), cfg))
+            value = _plain(functools.reduce(getattr, places[key].split("."), cfg))
+            if node.dump_default or value != node.default:
+                doc[name] = value
     return doc
 
 

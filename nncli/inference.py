@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from nncli.build import objective_from_config
 from nncli.checkpoint import Checkpoint, load_checkpoint
 from nncli.data import (
     TABLE_SUFFIXES,
@@ -122,8 +123,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
     from nncli.testhooks import pause_here  # tests send signals at this phase
 
     pause_here("eval")
-    result = evaluate(ckpt.model, X, y, cfg.loss.type, cfg.loss.margin,
-                      checkpoint_class_weights(ckpt), cfg.reg_lambda, batch_size, where)
+    objective = objective_from_config(cfg, checkpoint_class_weights(ckpt))
+    result = evaluate(ckpt.model, X, y, objective, batch_size, where)
     confusion = Confusion.of(y, result.predictions, len(ckpt.classes))
     return {
         "n": result.n,
@@ -227,7 +228,7 @@ class Predictor:
         ``places[i]`` names row i in errors."""
         X = self.ckpt.normalization.apply(X_raw, self.ckpt.model.dtype, lambda i: places[i])
         with np.errstate(over="ignore", invalid="ignore"):
-            scores = self.ckpt.model.forward(X, keep_cache=False)
+            scores = self.ckpt.model.scores(X)
         check_scores(scores, 0, lambda i: places[i])
         with np.errstate(over="ignore"):  # s - max(s) may pass -inf: e^-inf is 0 as it should
             return softmax(scores)

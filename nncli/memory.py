@@ -21,10 +21,11 @@ def training_bytes(sizes: Sequence[int], dtype: str | np.dtype, optimizer: str,
     With P parameters (W ``out x in`` and b per layer) of ``itemsize`` s: the weights,
     gradient work arrays (``dW`` and a scratch per W, ``db``), optimizer state (0, 1 or 2
     arrays per parameter, plus adam's and nesterov's work array), one copy of weights and
-    state for the checkpoint of each epoch; the batch buffers of :class:`Buffers`
-    (``batch_cap`` rows: input, every layer's output, three work arrays and a bool mask
-    per hidden layer); and, when it is larger, the peak of initialization (the largest
-    layer drawn in float64 and scaled: 16 bytes per weight on top of the weights).
+    state for the checkpoint of each epoch; the batch arrays of the training step
+    (:class:`~nncli.nn.step.TrainingStep`; ``batch_cap`` rows: a ones vector, the input,
+    every layer's output, two work arrays and a bool mask per hidden layer); and, when it
+    is larger, the peak of initialization (the largest layer drawn in float64 and scaled:
+    16 bytes per weight on top of the weights).
     """
     s = np.dtype(dtype).itemsize
     pairs = list(zip(sizes[:-1], sizes[1:]))
@@ -34,7 +35,7 @@ def training_bytes(sizes: Sequence[int], dtype: str | np.dtype, optimizer: str,
     slots = OPTIMIZER_SLOTS.get(optimizer, 2)
     per_param = 1 + slots + OPTIMIZER_WORK.get(optimizer, 0) + (1 + slots)  # live + copy
     gradients = 2 * weights + (params - weights)
-    batch = batch_cap * ((1 + int(sizes[0]) + sum(int(o) for _, o in pairs) + 3 * hidden) * s
+    batch = batch_cap * ((1 + int(sizes[0]) + sum(int(o) for _, o in pairs) + 2 * hidden) * s
                          + hidden + 8)
     training = (per_param * params + gradients) * s + batch
     largest = max((int(i) * int(o) for i, o in pairs), default=0)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from nncli.errors import NncliError
-from nncli.nn.losses import LOSSES
+from nncli.nn.losses import DEFAULT_OBJECTIVE, Objective
 from nncli.nn.model import MLP
 
 log = logging.getLogger("nncli")
@@ -36,11 +36,9 @@ class Evaluation:
 SCORE_ELEMENTS = 1 << 22  # scores (rows x classes) computed at once by evaluate, at most
 
 
-def evaluate(model: MLP, X: np.ndarray, y: np.ndarray, loss_type: str = "softmax",
-             margin: float = 1.0, class_weights: np.ndarray | None = None,
-             reg_lambda: float = 0.0, batch_size: int = 4096,
-             where: Callable[[int], str] | None = None) -> Evaluation:
-    """Loss (weighted as in training), accuracy and predictions, in batches.
+def evaluate(model: MLP, X: np.ndarray, y: np.ndarray, objective: Objective = DEFAULT_OBJECTIVE,
+             batch_size: int = 4096, where: Callable[[int], str] | None = None) -> Evaluation:
+    """``objective``'s loss (weighted as in training), accuracy and predictions, in batches.
 
     X: (N, D) already normalized, y: (N,) class indices. A batch holds at most
     ``batch_size`` rows and :data:`SCORE_ELEMENTS` scores, so memory stays bounded for a
@@ -56,29 +54,23 @@ def evaluate(model: MLP, X: np.ndarray, y: np.ndarray, loss_type: str = "softmax
     predictions = np.empty(n, dtype=np.int64)
     weighted_sum = 0.0
     weight_total = 0.0
-    loss_fn = LOSSES[loss_type]
     for start in range(0, n, rows):
         yb = y[start:start + rows]
         with np.errstate(over="ignore", invalid="ignore"):
-            scores = model.forward(X[start:start + rows], keep_cache=False)
+            scores = model.scores(X[start:start + rows])
         if where is not None:
             check_scores(scores, start, where)
         with np.errstate(over="ignore", invalid="ignore"):
-            losses, _ = loss_fn(scores, yb, margin)
-            if class_weights is None:
-                weighted_sum += float(losses.sum(dtype=np.float64))
-                weight_total += len(yb)
-            else:
-                w = class_weights[yb]
-                weighted_sum += float(np.dot(w, losses))
-                weight_total += float(w.sum())
+            batch_sum, batch_weight = objective.loss_sum(scores, yb)
+            weighted_sum += batch_sum
+            weight_total += batch_weight
         predictions[start:start + rows] = scores.argmax(axis=1)
     data_loss = weighted_sum / weight_total if weight_total > 0 else 0.0
     if where is not None and not math.isfinite(data_loss):
         log.warning("the %s loss overflows %s on these examples (the scores are finite but "
-                    "far apart); it is reported as %s", loss_type, X.dtype, data_loss)
+                    "far apart); it is reported as %s", objective.loss, X.dtype, data_loss)
     accuracy = float((predictions == y).mean()) if n else 0.0
-    return Evaluation(n, data_loss, model.reg_loss(reg_lambda), accuracy, predictions)
+    return Evaluation(n, data_loss, objective.reg_loss(model.params), accuracy, predictions)
 
 
 def check_scores(scores: np.ndarray, start: int = 0,

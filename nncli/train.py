@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from nncli.build import class_weights, model_from_config
+from nncli.build import class_weights, model_from_config, objective_from_config, training_step
 from nncli.checkpoint import (
     Checkpoint,
     ResumeState,
@@ -30,6 +30,7 @@ from nncli.errors import DivergedError, NncliError
 from nncli.interrupts import raise_if_interrupted
 from nncli.memory import check_training_memory, memory_message, training_bytes
 from nncli.metrics import evaluate
+from nncli.nn.losses import DEFAULT_OBJECTIVE, Objective
 from nncli.nn.model import MLP
 from nncli.nn.optim import Optimizer, learning_rate
 from nncli.rundir import (
@@ -248,18 +249,17 @@ def peak_rss_mb() -> float | None:
 class MinibatchStep:
     """One gradient-descent step on rows ``idx`` of the training set, allocation-free.
 
-    X: (N, D), y: (N,). The batch is gathered into a preallocated buffer and the model's
-    forward/backward write into preallocated :class:`~nncli.nn.model.Buffers`.
+    X: (N, D), y: (N,). The batch is gathered into the training step's preallocated input
+    (``step``: a kind of :func:`~nncli.build.training_step`), which computes the gradients
+    of ``objective`` into its own arrays; the optimizer then updates the model.
     """
 
     def __init__(self, model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
-                 batch_cap: int, loss_type: str = "softmax", reg_lambda: float = 0.0,
-                 margin: float = 1.0, class_weights: np.ndarray | None = None) -> None:
+                 batch_cap: int, objective: Objective = DEFAULT_OBJECTIVE,
+                 step: str = "auto") -> None:
         self.model, self.optimizer, self.X, self.y = model, optimizer, X, y
-        self.buffers = model.make_buffers(batch_cap)
+        self.step = training_step(model, objective, batch_cap, step)
         self.y_buffer = np.empty(batch_cap, dtype=y.dtype)
-        self.loss_kw = {"loss_type": loss_type, "reg_lambda": reg_lambda, "margin": margin,
-                        "class_weights": class_weights}
         self.plain_sgd = optimizer.name == "sgd"
 
     def __call__(self, idx: np.ndarray, lr: float) -> tuple[float, float, int]:
@@ -268,18 +268,13 @@ class MinibatchStep:
         m = len(idx)
         # Indices come from a permutation, so bounds checks are moot; mode="raise" would
         # also make take() copy through a temporary buffer (2-3x slower here).
-        xb = self.X.take(idx, axis=0, out=self.buffers.x_rows(m), mode="clip")
+        xb = self.X.take(idx, axis=0, out=self.step.batch_rows(m), mode="clip")
         yb = self.y.take(idx, out=self.y_buffer[:m], mode="clip")
-        if self.plain_sgd:
-            # Backprop lr * dL/dscores, so the update happens inside the products that
-            # would otherwise compute the gradients (see MLP.backward).
-            d_loss, r_loss, correct, _ = self.model.train_step(
-                xb, yb, self.buffers, grad_scale=float(lr), sgd_update=True, **self.loss_kw)
-            return d_loss, r_loss, correct
-        d_loss, r_loss, correct, grads = self.model.train_step(
-            xb, yb, self.buffers, **self.loss_kw)
+        if self.plain_sgd:  # nothing needs the gradient: the step may fuse the update in
+            return self.step.sgd_step(xb, yb, float(lr))
+        d_loss, r_loss, correct, grads = self.step.gradients(xb, yb)
         if math.isfinite(d_loss + r_loss):
-            # The gradients live in self.buffers and are recomputed by the next step.
+            # The gradients live in the step's arrays and are recomputed by the next step.
             self.optimizer.step(self.model.params, grads, lr, grads_are_scratch=True)
         return d_loss, r_loss, correct
 
@@ -333,7 +328,7 @@ def _restored_rows(ckpt: Checkpoint, run: RunDir, path: Path) -> list[dict[str, 
 
 
 def _allocate(cfg: Config, ckpt: Checkpoint | None, data: TrainingData, batch_cap: int,
-              weights: np.ndarray | None) -> tuple[MLP, Optimizer, MinibatchStep]:
+              objective: Objective) -> tuple[MLP, Optimizer, MinibatchStep]:
     """The model, optimizer and training step with all their arrays, after checking that
     they fit in the available memory; a MemoryError is reported the same way."""
     X, y = data.train.X, data.train.y
@@ -350,8 +345,7 @@ def _allocate(cfg: Config, ckpt: Checkpoint | None, data: TrainingData, batch_ca
         optimizer = Optimizer(cfg.train.optimizer, cfg.train.momentum)
         if ckpt is not None:
             optimizer.load_state_arrays(ckpt.optimizer_state)
-        step = MinibatchStep(model, optimizer, X, y, batch_cap, cfg.loss.type, cfg.reg_lambda,
-                             cfg.loss.margin, weights)
+        step = MinibatchStep(model, optimizer, X, y, batch_cap, objective, cfg.train.step)
     except MemoryError:
         need = training_bytes(sizes, cfg.train.dtype, cfg.train.optimizer, batch_cap)
         raise NncliError(memory_message(hidden, sizes, cfg.train.dtype, cfg.train.optimizer,
@@ -403,11 +397,11 @@ class Trainer:
         self.metric = _best_metric(cfg, data)
         if ckpt is not None:
             _compatible(ckpt, cfg, data, resume)
-        weights = self.weights = class_weights(cfg, data)
+        self.objective = objective_from_config(cfg, class_weights(cfg, data))
         n = self.n = data.train.X.shape[0]
         batch_cap = n if cfg.train.batch_size == "full" else min(n, int(cfg.train.batch_size))
         self.model, self.optimizer, self.train_step = _allocate(cfg, ckpt, data, batch_cap,
-                                                                weights)
+                                                                self.objective)
         self.fresh = ckpt is None
         if ckpt is None:
             self.state = TrainState.begin(cfg.seed)
@@ -418,8 +412,6 @@ class Trainer:
         # A resumed run that had stopped early only needs its summary written.
         self.last_epoch = self.start_epoch if ckpt is not None and _stopped_early(ckpt, cfg) \
             else cfg.train.epochs
-        self.loss_kw = {"loss_type": cfg.loss.type, "reg_lambda": cfg.reg_lambda,
-                        "margin": cfg.loss.margin, "class_weights": weights}
 
     def fit(self) -> TrainResult:
         """Train to ``train.epochs`` (or an early stop) and write the summary. Raises
@@ -494,11 +486,9 @@ class Trainer:
 
     def validate(self, row: dict[str, Any]) -> None:
         """Fill ``row``'s val_loss and val_acc on the validation split, if there is one."""
-        data, cfg, loss_kw, model = self.data, self.cfg, self.loss_kw, self.model
+        data = self.data
         if data.val is not None:
-            result = evaluate(model, data.val.X, data.val.y, reg_lambda=cfg.reg_lambda,
-                              **{k: loss_kw[k] for k in ("loss_type", "margin",
-                                                          "class_weights")})
+            result = evaluate(self.model, data.val.X, data.val.y, self.objective)
             row["val_loss"], row["val_acc"] = result.loss, result.accuracy
 
     def after_epoch(self, row: dict[str, Any]) -> bool:
@@ -542,7 +532,7 @@ class Trainer:
             normalization=data.normalization, epoch=state.epoch, step=state.step,
             optimizer_state=self.optimizer.state_arrays(),  # already copies
             resume=state.resume_state(), features=data.features, data_kind=data.kind,
-            class_weights=self.weights,
+            class_weights=self.objective.class_weights,
         )
 
     def interrupted(self) -> Interrupted:
@@ -599,7 +589,7 @@ class Trainer:
         summary["converged"] = completed < cfg.train.epochs or _converged(cfg, rows)
         if self.data.test is not None and run.best.exists():
             summary["test"] = holdout_metrics(load_checkpoint(run.best).model, self.data.test,
-                                              cfg, self.weights)
+                                              self.objective)
         run.write_summary(summary)
         return TrainResult(run.path, summary, self.model, rows)
 
@@ -618,10 +608,8 @@ def _converged(cfg: Config, rows: list[dict[str, Any]]) -> bool:
     return False
 
 
-def holdout_metrics(model: MLP, dataset: Dataset, cfg: Config,
-                 weights: np.ndarray | None) -> dict[str, float]:
+def holdout_metrics(model: MLP, dataset: Dataset, objective: Objective) -> dict[str, float]:
     """Loss and accuracy of ``model`` on a held-out split (as in ``summary.json``'s ``test``)."""
-    result = evaluate(model, dataset.X, dataset.y, cfg.loss.type, cfg.loss.margin, weights,
-                      cfg.reg_lambda)
+    result = evaluate(model, dataset.X, dataset.y, objective)
     return {"n": result.n, "loss": result.loss, "data_loss": result.data_loss,
             "reg_loss": result.reg_loss, "accuracy": result.accuracy}

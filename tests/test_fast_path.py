@@ -8,9 +8,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from nncli.build import STEPS, training_step
 from nncli.fast import blas
 from nncli.nn.activations import ACTIVATIONS
-from nncli.nn.losses import LOSSES
+from nncli.nn.losses import LOSSES, Objective
 from nncli.nn.model import MLP
 from nncli.nn.optim import UPDATES, Optimizer
 from nncli.train import MinibatchStep
@@ -21,19 +22,21 @@ def _data(n: int, d: int, k: int, dtype: str, seed: int = 0) -> tuple[np.ndarray
     return rng.standard_normal((n, d)).astype(dtype), rng.integers(0, k, n)
 
 
+@pytest.mark.parametrize("kind", sorted(STEPS))
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("loss", sorted(LOSSES))
-def test_buffered_step_matches_the_gradient_checked_path(activation: str, loss: str) -> None:
-    """gradcheck proves MLP.loss; the training loop runs MLP.train_step with buffers."""
+def test_buffered_step_matches_the_gradient_checked_path(activation: str, loss: str,
+                                                         kind: str) -> None:
+    """gradcheck proves MLP.loss; the training loop runs a training step's gradients."""
     X, y = _data(24, 7, 4, "float64")
     model = MLP.create(7, (6, 5), 4, activation, {"normal": 0.7},
                        np.random.default_rng(1), "float64")
     weights = np.array([1.0, 2.0, 0.5, 1.5])
-    ref_data, ref_reg, ref_grads, ref_scores = model.loss(X, y, loss, 0.3, 1.0, weights)
+    objective = Objective(loss, 1.0, weights, 0.3)
+    ref_data, ref_reg, ref_grads, ref_scores = model.loss(X, y, objective)
     ref_grads = {k: v.copy() for k, v in ref_grads.items()}
     correct_ref = int(np.count_nonzero(ref_scores.argmax(axis=1) == y))
-    buffers = model.make_buffers(32)
-    d, r, correct, grads = model.train_step(X, y, buffers, loss, 0.3, 1.0, weights)
+    d, r, correct, grads = training_step(model, objective, 32, kind).gradients(X, y)
     assert (d, r, correct) == pytest.approx((ref_data, ref_reg, correct_ref), rel=1e-13)
     for name, g in ref_grads.items():
         np.testing.assert_allclose(grads[name], g, rtol=1e-12, atol=1e-14, err_msg=name)
@@ -53,10 +56,10 @@ def test_fused_sgd_step_is_the_textbook_update(activation: str, loss: str, backe
                               np.random.default_rng(1), "float64")
     reference, fused = make(), make()
     weights = np.array([1.0, 2.0, 0.5, 1.5])
-    step = MinibatchStep(fused, Optimizer("sgd"), X, y, 12, loss, 0.05, 1.0, weights)
+    objective = Objective(loss, 1.0, weights, 0.05)
+    step = MinibatchStep(fused, Optimizer("sgd"), X, y, 12, objective, "fused")
     for idx in (np.arange(0, 12), np.arange(12, 24), np.arange(24, 30)):
-        ref_data, ref_reg, grads, scores = reference.loss(X[idx], y[idx], loss, 0.05, 1.0,
-                                                          weights)
+        ref_data, ref_reg, grads, scores = reference.loss(X[idx], y[idx], objective)
         correct_ref = int(np.count_nonzero(scores.argmax(axis=1) == y[idx]))
         for name, g in grads.items():
             reference.params[name] -= 0.3 * g
@@ -66,19 +69,21 @@ def test_fused_sgd_step_is_the_textbook_update(activation: str, loss: str, backe
                                    err_msg=name)
 
 
+@pytest.mark.parametrize("kind", sorted(STEPS))
 @pytest.mark.parametrize("optimizer", sorted(UPDATES))
 @pytest.mark.parametrize("activation,loss", [("relu", "softmax"), ("relu", "svm"),
                                              ("tanh", "mse"), ("linear", "softmax"),
                                              ("sigmoid", "softmax"), ("leaky_relu", "svm")])
 def test_training_step_allocates_no_batch_sized_arrays(optimizer: str, activation: str,
-                                                       loss: str) -> None:
+                                                       loss: str, kind: str) -> None:
     # NumPy ufuncs may take an iterator buffer of a fixed 8192 elements (32 KB in float32)
     # for broadcasting or casting; what must not happen is an array that grows with the
     # batch. At batch 512 the smallest batch-sized array is 512 x 64 x 4 = 128 KB.
     n, d, k, batch = 2560, 200, 10, 512
     X, y = _data(n, d, k, "float32")
     model = MLP.create(d, (128, 64), k, activation, "auto", np.random.default_rng(0), "float32")
-    step = MinibatchStep(model, Optimizer(optimizer), X, y, batch, loss, reg_lambda=1e-3)
+    step = MinibatchStep(model, Optimizer(optimizer), X, y, batch,
+                         Objective(loss, reg_lambda=1e-3), kind)
     order = np.random.default_rng(0).permutation(n)
     batches = [order[i:i + batch] for i in range(0, n - batch + 1, batch)]
     for idx in batches[:2]:  # the first steps create optimizer state
@@ -99,23 +104,25 @@ def test_training_step_allocates_no_batch_sized_arrays(optimizer: str, activatio
     assert current - base < 4096  # nothing accumulates from step to step
 
 
+@pytest.mark.parametrize("kind", sorted(STEPS))
 @pytest.mark.parametrize("optimizer", sorted(UPDATES))
-def test_float32_stays_float32(optimizer: str) -> None:
+def test_float32_stays_float32(optimizer: str, kind: str) -> None:
     X, y = _data(200, 30, 3, "float32")
     model = MLP.create(30, (16,), 3, "relu", "auto", np.random.default_rng(0), "float32")
     opt = Optimizer(optimizer)
-    step = MinibatchStep(model, opt, X, y, 50, "softmax", reg_lambda=1e-2,
-                         class_weights=np.array([1.0, 2.0, 3.0]))
+    step = MinibatchStep(model, opt, X, y, 50,
+                         Objective(class_weights=np.array([1.0, 2.0, 3.0]), reg_lambda=1e-2),
+                         kind)
     for start in range(0, 200, 50):
         step(np.arange(start, start + 50), 0.01)
     assert {p.dtype for p in model.params.values()} == {np.dtype(np.float32)}
-    buffers = step.buffers
-    for arr in [*buffers.z, *buffers.da, *buffers.dW, *buffers.db, *buffers.act]:
+    arrays = step.step
+    for arr in [*arrays.z, *arrays.deltas, *arrays.grads.values(), *arrays.slopes]:
         assert arr.dtype == np.float32
     for name, arr in opt.state_arrays().items():
         if not name.startswith("opt_t_"):
             assert arr.dtype == np.float32, name
-    d, r, _, grads = model.train_step(X[:50], y[:50], buffers, "softmax", 1e-2)
+    d, r, _, grads = arrays.gradients(X[:50], y[:50])
     assert all(g.dtype == np.float32 for g in grads.values())
-    scores = model.forward(X[:5], keep_cache=False)
+    scores = model.scores(X[:5])
     assert scores.dtype == np.float32

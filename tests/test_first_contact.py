@@ -267,8 +267,9 @@ def test_auto_init_starts_a_linear_classifier_at_chance_for_every_seed() -> None
     """The lecture's sanity check: with small weights the softmax loss at init is ln K.
     A Xavier-sized linear classifier on the real penguins table started at ~3.7 for 3
     classes (seed 3), which the defaults never undid (0.23 accuracy after 100 epochs)."""
+    from nncli.nn.layers import LINEAR_STD
     from nncli.nn.losses import data_loss
-    from nncli.nn.model import LINEAR_STD, MLP
+    from nncli.nn.model import MLP
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 4))  # standardized features
@@ -277,7 +278,7 @@ def test_auto_init_starts_a_linear_classifier_at_chance_for_every_seed() -> None
         model = MLP.create(4, (), 3, "relu", "auto", np.random.default_rng([seed, 0]),
                            "float64")
         assert model.params["W1"].std() < 2 * LINEAR_STD
-        loss, _ = data_loss("softmax", model.forward(X, keep_cache=False), y, 1.0, None)
+        loss, _ = data_loss("softmax", model.scores(X), y, 1.0, None)
         assert abs(loss - math.log(3)) < 0.02, (seed, loss)
     mlp = MLP.create(4, (16,), 3, "relu", "auto", np.random.default_rng(0), "float64")
     assert mlp.params["W2"].std() > 0.2  # an MLP's score layer stays Xavier: sqrt(2/19)

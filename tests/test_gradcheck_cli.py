@@ -21,6 +21,7 @@ from helpers_data import blobs, cli, write_table, write_yaml
 import nncli.nn.gradcheck as gradcheck_module
 import nncli.nn.model as model_module
 from nncli.nn.gradcheck import DEFAULT_SAMPLES, check_gradients, relative_error, sample_entries
+from nncli.nn.losses import Objective
 from nncli.nn.model import MLP
 
 
@@ -174,7 +175,7 @@ def test_a_tiny_absolute_bug_is_not_excused_as_rounding_noise_at_a_smaller_step(
     rng = np.random.default_rng(5)
     model = MLP.create(4, (5,), 3, "tanh", {"normal": 0.01}, rng, "float64")
     X, y = rng.normal(size=(8, 4)), rng.integers(0, 3, size=8)
-    report = check_gradients(model, X, y, "softmax", 0.0)
+    report = check_gradients(model, X, y, Objective(reg_lambda=0.0))
     assert report.failing == ["W1"]
     assert report.params["W1"].retried > 0
 
@@ -262,7 +263,7 @@ def test_progress_callback_reports_each_parameter_from_start_to_end():
     model = MLP.create(6, (5,), 3, "sigmoid", "xavier", rng, "float64")
     X, y = rng.normal(size=(7, 6)), rng.integers(0, 3, size=7)
     calls: list[tuple[str, int, int, int]] = []
-    report = check_gradients(model, X, y, "softmax", 0.1, samples=12,
+    report = check_gradients(model, X, y, Objective(reg_lambda=0.1), samples=12,
                              progress=lambda *args: calls.append(args))
     assert report.ok
     planned = {"W1": (12, 30), "b1": (5, 5), "W2": (12, 15), "b2": (3, 3)}

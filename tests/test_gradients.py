@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from nncli.config import ACTIVATION_NAMES, LOSS_NAMES
 from nncli.nn.activations import ACTIVATIONS, LEAKY_SLOPE
 from nncli.nn.gradcheck import check_gradients, relative_error
-from nncli.nn.losses import LOSSES, data_loss
-from nncli.nn.model import MLP, affine_backward, affine_forward
+from nncli.nn.layers import affine_backward, affine_forward
+from nncli.nn.losses import LOSSES, Objective, data_loss
+from nncli.nn.model import MLP
 
 TOL = 1e-7  # the acceptance bound for float64 gradients
 H = 1e-5
@@ -112,7 +113,7 @@ def test_backprop_matches_independent_finite_differences(activation, loss, arch)
     model, X, y, weights = make_problem(7, n=6, d=3, hidden=ARCHS[arch], k=3,
                                         activation=activation, weighted=weighted)
     lam, margin = 0.3, 1.0
-    data_value, reg_value, grads, _ = model.loss(X, y, loss, lam, margin, weights)
+    data_value, reg_value, grads, _ = model.loss(X, y, Objective(loss, margin, weights, lam))
     assert data_value + reg_value == pytest.approx(
         ref_full_loss(model.params, X, y, activation, loss, lam, margin, weights), rel=1e-12)
     grads = {k: v.copy() for k, v in grads.items()}
@@ -135,7 +136,7 @@ def test_check_gradients_passes_on_random_shapes(activation, loss, arch, n, d, h
                                                  lam, weighted, margin):
     hidden = (h1, h2) if arch == "mlp" else ()
     model, X, y, weights = make_problem(seed, n, d, hidden, k, activation, weighted, "xavier")
-    report = check_gradients(model, X, y, loss, lam, margin, weights, tol=TOL)
+    report = check_gradients(model, X, y, Objective(loss, margin, weights, lam), tol=TOL)
     assert set(report.params) == set(model.params)
     for name, p in report.params.items():
         assert p.checked + p.skipped_at_kink == model.params[name].size
@@ -156,7 +157,7 @@ def test_check_gradients_notices_a_wrong_gradient(monkeypatch):
 
     monkeypatch.setattr(model_module, "affine_backward", skewed)
     model, X, y, _ = make_problem(1, n=5, d=3, hidden=(4,), k=3, activation="tanh")
-    report = check_gradients(model, X, y, "softmax", 0.0, tol=TOL)
+    report = check_gradients(model, X, y, Objective(reg_lambda=0.0), tol=TOL)
     assert not report.ok
     assert report.failing == ["W1", "W2"]
     for name in ("W1", "W2"):
@@ -179,7 +180,7 @@ def test_check_gradients_fails_on_non_finite_gradient_entries(monkeypatch, bad):
 
     monkeypatch.setattr(model_module, "affine_backward", broken)
     model, X, y, _ = make_problem(3, n=4, d=3, hidden=(), k=2, activation="relu")
-    report = check_gradients(model, X, y, "softmax", 0.1)
+    report = check_gradients(model, X, y, Objective(reg_lambda=0.1))
     assert report.failing == ["W1", "b1"]
     assert report.params["W1"].worst_index == (1, 2) and report.params["b1"].worst_index == (1,)
     assert report.to_dict()["params"]["W1"]["max_rel_error"] is None  # JSON has no inf
@@ -200,27 +201,22 @@ def test_check_gradients_notices_a_wrong_regularizer(monkeypatch, bug):
     a backward that adds lambda W instead of 2 lambda W fails the weights."""
     model, X, y, _ = make_problem(2, n=5, d=3, hidden=(4,), k=3, activation="sigmoid")
     if bug == "reg_loss_counts_biases":
-        monkeypatch.setattr(MLP, "reg_loss", lambda self, lam: float(
-            lam * sum((v ** 2).sum() for v in self.params.values())))
+        monkeypatch.setattr(Objective, "reg_loss", lambda self, params: float(
+            self.reg_lambda * sum((v ** 2).sum() for v in params.values())))
         expected = ["b1", "b2"]
     else:
-        real_backward = MLP.backward
+        def reg_grad(self, W, out=None):
+            return np.multiply(W, self.reg_lambda, out=out)
 
-        def backward(self, dscores, reg_lambda=0.0):
-            grads = real_backward(self, dscores, 0.0)
-            for name in self.weight_names():
-                grads[name] += reg_lambda * self.params[name]
-            return grads
-
-        monkeypatch.setattr(MLP, "backward", backward)
+        monkeypatch.setattr(Objective, "reg_grad", reg_grad)
         expected = ["W1", "W2"]
-    report = check_gradients(model, X, y, "softmax", 0.5, tol=1e-6)
+    report = check_gradients(model, X, y, Objective(reg_lambda=0.5), tol=1e-6)
     assert report.failing == expected
 
 
 def test_samples_limits_the_entries_checked():
     model, X, y, _ = make_problem(2, n=4, d=5, hidden=(6,), k=3, activation="sigmoid")
-    report = check_gradients(model, X, y, "softmax", 0.1, samples=4, tol=TOL)
+    report = check_gradients(model, X, y, Objective(reg_lambda=0.1), samples=4, tol=TOL)
     assert {n: p.checked for n, p in report.params.items()} == {
         "W1": 4, "b1": 4, "W2": 4, "b2": 3}
     assert report.ok
@@ -233,8 +229,8 @@ def test_large_reg_term_does_not_swamp_small_gradients(lam):
     model = MLP.create(20, (30,), 5, "tanh", "xavier", np.random.default_rng(3), "float64")
     rng = np.random.default_rng(4)
     X, y = rng.normal(size=(6, 20)), rng.integers(0, 5, size=6)
-    assert model.reg_loss(lam) > 10 * lam
-    report = check_gradients(model, X, y, "softmax", lam, samples=60, tol=TOL)
+    assert Objective(reg_lambda=lam).reg_loss(model.params) > 10 * lam
+    report = check_gradients(model, X, y, Objective(reg_lambda=lam), samples=60, tol=TOL)
     assert report.ok, {n: (p.max_rel_error, p.worst_pair) for n, p in report.params.items()}
 
 
@@ -245,20 +241,21 @@ def test_reg_loss_is_lambda_sum_of_squared_weights_biases_excluded():
     model, X, y, _ = make_problem(4, n=3, d=3, hidden=(4, 2), k=2, activation="relu")
     lam = 0.25
     expected = lam * sum(float((model.params[f"W{i}"] ** 2).sum()) for i in (1, 2, 3))
-    assert model.reg_loss(lam) == pytest.approx(expected, rel=1e-12)
+    objective = Objective(reg_lambda=lam)
+    assert objective.reg_loss(model.params) == pytest.approx(expected, rel=1e-12)
     for name in ("b1", "b2", "b3"):
         model.params[name][...] = 1e3
-    assert model.reg_loss(lam) == pytest.approx(expected, rel=1e-12)
-    assert model.reg_loss(0.0) == 0.0
+    assert objective.reg_loss(model.params) == pytest.approx(expected, rel=1e-12)
+    assert Objective(reg_lambda=0.0).reg_loss(model.params) == 0.0
 
 
 @pytest.mark.parametrize("hidden", [(), (4, 3)])
 def test_reg_gradient_is_two_lambda_w(hidden):
     model, X, y, _ = make_problem(5, n=4, d=3, hidden=hidden, k=3, activation="sigmoid")
     lam = 0.7
-    data0, reg0, g0, _ = model.loss(X, y, "softmax", 0.0)
+    data0, reg0, g0, _ = model.loss(X, y, Objective(reg_lambda=0.0))
     g0 = {k: v.copy() for k, v in g0.items()}
-    data1, reg1, g1, _ = model.loss(X, y, "softmax", lam)
+    data1, reg1, g1, _ = model.loss(X, y, Objective(reg_lambda=lam))
     assert data1 == data0 and reg0 == 0.0
     assert reg1 == pytest.approx(lam * sum(float((model.params[w] ** 2).sum())
                                            for w in model.weight_names()), rel=1e-12)

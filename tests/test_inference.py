@@ -90,7 +90,7 @@ def test_eval_reproduces_in_process_training_accuracy_on_huge_features(
                                       train={"epochs": 5, "lr": 0.1, "batch_size": 10}))
     result = train(cfg, out="run")
     dataset = load_training_data(cfg).train
-    scores = result.model.forward(dataset.X, keep_cache=False)
+    scores = result.model.scores(dataset.X)
     in_process = float((scores.argmax(axis=1) == dataset.y).mean())
     report = eval_json(Path("run/checkpoints/last.npz"), path)
     assert report["accuracy"] == in_process and in_process >= 0.9

@@ -13,6 +13,7 @@ from hypothesis.extra.numpy import arrays
 from nncli.data import class_weight_vector
 from nncli.errors import NncliError
 from nncli.nn.losses import (
+    Objective,
     data_loss,
     log_softmax,
     multiclass_svm,
@@ -58,7 +59,7 @@ def test_one_weight_regression_loss_1_and_gradient_minus_2():
     # a linear model with D=1, K=2, W = [[w], [0]], b = [-1, 0] and true class 0 scores
     # s = [x w - 1, 0], so L = (x w - 1 - 1)^2 + 0^2 = (x w - 2)^2.
     model = MLP({"W1": np.array([[w], [0.0]]), "b1": np.array([-1.0, 0.0])}, "linear")
-    data, reg, grads, _ = model.loss(np.array([[x]]), np.array([0]), "mse")
+    data, reg, grads, _ = model.loss(np.array([[x]]), np.array([0]), Objective("mse"))
     assert (data, reg) == (1.0, 0.0)
     assert grads["W1"][0, 0] == -2.0
     assert grads["b1"].tolist() == [-2.0, 0.0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nncli.nn.losses import Objective
 from nncli.nn.model import MLP
 from nncli.nn.optim import Optimizer
 from nncli.train import MinibatchStep
@@ -56,6 +57,7 @@ def test_training_matches_pytorch_in_float64(optimizer: str, activation: str, lo
     X = rng.standard_normal((n, d))
     y = rng.integers(0, k, n)
     class_weights = np.array([1.0, 0.5, 2.0, 1.5]) if loss != "svm" else None
+    objective = Objective(loss, 1.0, class_weights, lam)
     model = MLP.create(d, (5, 3), k, activation, {"normal": 0.6}, rng, "float64")
     params_t = {name: torch.tensor(v.copy(), requires_grad=True)
                 for name, v in model.params.items()}
@@ -64,14 +66,13 @@ def test_training_matches_pytorch_in_float64(optimizer: str, activation: str, lo
     opt_t = make_torch_optimizer(optimizer, [params_t[p] for p in names_w],
                                  [params_t[p] for p in names_b], lr, lam, mu)
     opt = Optimizer(optimizer, mu)
-    train_step = MinibatchStep(model, opt, X, y, 8, loss, lam, 1.0, class_weights)
+    train_step = MinibatchStep(model, opt, X, y, 8, objective)
     weights_t = torch.tensor(class_weights) if class_weights is not None else None
     Xt, yt = torch.tensor(X), torch.tensor(y)
     for step in range(5):
         rows = slice(8 * (step % 4), 8 * (step % 4) + 8)
         if path == "checked":
-            data_loss, _, grads, _ = model.loss(X[rows], y[rows], loss, lam, 1.0,
-                                                class_weights)
+            data_loss, _, grads, _ = model.loss(X[rows], y[rows], objective)
             opt.step(model.params, grads, lr)
         else:
             data_loss, _, _ = train_step(np.arange(n)[rows], lr)

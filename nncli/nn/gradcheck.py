@@ -73,7 +73,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nncli.nn.errors import NncliError
-from nncli.nn.losses import data_loss
+from nncli.nn.losses import DEFAULT_OBJECTIVE, Objective
 from nncli.nn.model import MLP
 
 ABS_AGREE = 1e-10
@@ -160,58 +160,53 @@ def relative_error(analytic: float, numeric: float, abs_agree: float = ABS_AGREE
     return diff / max(abs(analytic), abs(numeric), 1e-12)
 
 
-class _Objective:
+class _FullLoss:
     """The full loss as a function of the model's current parameters, plus its kink pattern.
 
     The data loss is evaluated on the model; the ``lambda R(W)`` term on ``probe``, a copy of
-    the model whose parameters are all zero except the entry being perturbed. ``R`` is a sum
-    of one term per entry, so ``R(w+h) - R(w-h)`` is the same on both, but on the probe it is
-    not the small difference of two large sums: with ``lambda R(W)`` in the hundreds, the
+    the parameters that is all zero except the entry being perturbed. ``R`` is a sum of one
+    term per entry, so ``R(w+h) - R(w-h)`` is the same on both, but on the probe it is not
+    the small difference of two large sums: with ``lambda R(W)`` in the hundreds, the
     rounding of the whole sum would otherwise swamp gradients of order 1e-3 and fail correct
     code at the default tolerance.
     """
 
-    def __init__(self, model: MLP, X: np.ndarray, y: np.ndarray, loss_type: str,
-                 reg_lambda: float, margin: float, class_weights: np.ndarray | None) -> None:
-        self.model, self.X, self.y = model, X, y
-        self.loss_type, self.reg_lambda, self.margin = loss_type, reg_lambda, margin
-        self.class_weights = class_weights
-        self.probe = MLP({k: np.zeros_like(v) for k, v in model.params.items()},
-                         model.activation_name)
-        self.has_kinks = (loss_type == "svm" or (
-            model.n_layers > 1 and model.activation_name in ("relu", "leaky_relu")))
+    def __init__(self, model: MLP, X: np.ndarray, y: np.ndarray, objective: Objective) -> None:
+        self.model, self.X, self.y, self.objective = model, X, y, objective
+        self.probe = {k: np.zeros_like(v) for k, v in model.params.items()}
+        self.kinked_activation = (model.n_layers > 1
+                                  and model.activation_name in ("relu", "leaky_relu"))
+        self.has_kinks = objective.loss == "svm" or self.kinked_activation
 
     def __call__(self) -> tuple[float, bytes]:
         """(data loss + lambda R(probe), kink pattern) at the current parameters."""
-        scores = self.model.forward(self.X, keep_cache=True)
-        value, _ = data_loss(self.loss_type, scores.copy(), self.y, self.margin,
-                             self.class_weights)
-        value += self.probe.reg_loss(self.reg_lambda)
+        scores, cache = self.model.forward(self.X)
+        value, _ = self.objective.data_loss(scores.copy(), self.y)
+        value += self.objective.reg_loss(self.probe)
         if not self.has_kinks:
             return value, b""
         parts = []
-        if self.model.activation_name in ("relu", "leaky_relu"):
-            parts += [a > 0 for a in self.model._cache[1:]]
-        if self.loss_type == "svm":
+        if self.kinked_activation:
+            parts += [a > 0 for a in cache[1:]]
+        if self.objective.loss == "svm":
             rows = np.arange(len(self.y))
-            parts.append(scores - scores[rows, self.y][:, None] + self.margin > 0)
+            parts.append(scores - scores[rows, self.y][:, None] + self.objective.margin > 0)
         return value, b"".join(np.packbits(p).tobytes() for p in parts)
 
     def analytic(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(backprop gradients, input scales): ``scales[W_l]`` is ``max |a_{l-1}|`` over the
         batch per column of ``W_l`` (in,), the size of what each weight multiplies."""
-        _, _, grads, _ = self.model.loss(self.X, self.y, self.loss_type, self.reg_lambda,
-                                         self.margin, self.class_weights)
-        scales = {f"W{i}": np.abs(a).max(axis=0)
-                  for i, a in enumerate(self.model._cache, start=1)}
+        _, _, grads, _ = self.model.loss(self.X, self.y, self.objective)
+        _, cache = self.model.forward(self.X)
+        scales = {f"W{i}": np.abs(a).max(axis=0) for i, a in enumerate(cache, start=1)}
         return grads, scales
 
 
-def _centered(objective: _Objective, name: str, idx: tuple[int, ...], h: float
+def _centered(full_loss: _FullLoss, name: str, idx: tuple[int, ...], h: float
               ) -> tuple[float, float] | None:
     """(centered difference at step h, its rounding-noise floor), or None when ``w +- h``
     straddle a kink or ``h`` is too small to move ``w`` at all."""
-    w, probe = objective.model.params[name], objective.probe.params[name]
+    w, probe = full_loss.model.params[name], full_loss.probe[name]
     old = float(w[idx])
     up, down = old + h, old - h
     step = up - down  # the 2h realized in floating point
@@ -219,9 +214,9 @@ def _centered(objective: _Objective, name: str, idx: tuple[int, ...], h: float
         return None
     try:
         w[idx] = probe[idx] = up
-        f_plus, pattern_plus = objective()
+        f_plus, pattern_plus = full_loss()
         w[idx] = probe[idx] = down
-        f_minus, pattern_minus = objective()
+        f_minus, pattern_minus = full_loss()
     finally:
         w[idx] = old
         probe[idx] = 0.0
@@ -242,17 +237,17 @@ def _steps(scale: float) -> list[float]:
 Kept = tuple[float, float, float, bool]
 
 
-def _check_entry(objective: _Objective, name: str, idx: tuple[int, ...], analytic: float,
+def _check_entry(full_loss: _FullLoss, name: str, idx: tuple[int, ...], analytic: float,
                  tol: float, scale: float) -> Kept | None:
     """The estimate kept for one entry (see :data:`Kept`), or None if every step straddles
     a kink. See the module docstring for the steps and the rules."""
     steps = _steps(scale)
-    k, found = 0, _centered(objective, name, idx, steps[0])
+    k, found = 0, _centered(full_loss, name, idx, steps[0])
     while found is None:  # go on to the first step that does not straddle a kink
         k += 1
         if k == len(steps):
             return None
-        found = _centered(objective, name, idx, steps[k])
+        found = _centered(full_loss, name, idx, steps[k])
     floor_ref = found[1]
     first = (relative_error(analytic, found[0], floor_ref), found[0], steps[k], False)
     if first[0] <= tol:
@@ -266,7 +261,7 @@ def _check_entry(objective: _Objective, name: str, idx: tuple[int, ...], analyti
     best_pair: Kept | None = None
     excusable = 0.0  # the most rounding noise may excuse: set by the first estimate
     for h_wide, h in zip(steps[k:], steps[k + 1:]):
-        at_h = _centered(objective, name, idx, h)
+        at_h = _centered(full_loss, name, idx, h)
         if at_h is None or wider is None:
             wider, previous = at_h, None
             continue
@@ -319,21 +314,21 @@ def check_options(samples: int | None, tol: float) -> None:
                          f"None (all entries)")
 
 
-def check_gradients(model: MLP, X: np.ndarray, y: np.ndarray, loss_type: str = "softmax",
-                    reg_lambda: float = 0.0, margin: float = 1.0,
-                    class_weights: np.ndarray | None = None, samples: int | None = None,
+def check_gradients(model: MLP, X: np.ndarray, y: np.ndarray,
+                    objective: Objective = DEFAULT_OBJECTIVE, samples: int | None = None,
                     tol: float = 1e-6, rng: np.random.Generator | None = None,
                     progress: Progress | None = None) -> GradcheckReport:
     """Compare every parameter's backprop gradient with centered finite differences.
 
-    X: (N, D), y: (N,); the model should be float64. ``samples`` checks that many random
+    X: (N, D), y: (N,); the model should be float64; the loss is ``objective``'s (data loss
+    and L2 term). ``samples`` checks that many random
     entries per parameter instead of all (see :func:`sample_entries`); ``progress`` is called
     as described at :data:`Progress`. Returns a :class:`GradcheckReport`.
     """
     check_options(samples, tol)
     rng = rng if rng is not None else np.random.default_rng(0)
-    objective = _Objective(model, X, y, loss_type, reg_lambda, margin, class_weights)
-    grads, scales = objective.analytic()
+    full_loss = _FullLoss(model, X, y, objective)
+    grads, scales = full_loss.analytic()
     report = GradcheckReport(tol=tol, samples=samples)
     for name, w in model.params.items():
         result = ParamCheck(entries=int(w.size))
@@ -344,7 +339,7 @@ def check_gradients(model: MLP, X: np.ndarray, y: np.ndarray, loss_type: str = "
             idx = tuple(int(i) for i in np.unravel_index(int(flat), w.shape))
             analytic = float(grads[name][idx])
             scale = float(scales[name][idx[1]]) if name in scales else 1.0
-            kept = _check_entry(objective, name, idx, analytic, tol, scale)
+            kept = _check_entry(full_loss, name, idx, analytic, tol, scale)
             if kept is None:
                 result.skipped_at_kink += 1
             else:

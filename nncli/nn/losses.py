@@ -5,11 +5,14 @@ Every loss function has the signature ``fn(scores, y, margin, inplace, grad_scal
 ``L_i`` and ``dscores: (N, K)`` the gradients ``c_i dL_i/ds_i`` for ``grad_scale`` c (a number
 or one per row, default 1: not yet averaged). :func:`data_loss` averages them, optionally
 weighted per class as PyTorch does, by passing the averaging weights as ``grad_scale``.
+:class:`Objective` is the whole training loss as one value: which data loss, its margin and
+class weights, and the L2 term ``lambda sum W^2``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -159,3 +162,53 @@ def data_loss(kind: str, scores: np.ndarray, y: np.ndarray, margin: float = 1.0,
         return 0.0, dscores
     losses, dscores = fn(scores, y, margin, inplace, w * (grad_scale / total))
     return float(np.dot(w, losses) / total), dscores
+
+
+@dataclass(frozen=True, eq=False)
+class Objective:
+    """``L = data_loss(scores, y) + reg_lambda * sum over layers of sum W^2`` (biases excluded).
+
+    ``loss`` names a data loss in :data:`LOSSES`; ``margin`` is the SVM's; ``class_weights``
+    (K,) weight each example by its class in the mean (None: a plain mean).
+    """
+
+    loss: str = "softmax"
+    margin: float = 1.0
+    class_weights: np.ndarray | None = None
+    reg_lambda: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}: expected one of {', '.join(LOSSES)}")
+
+    def data_loss(self, scores: np.ndarray, y: np.ndarray, inplace: bool = False,
+                  grad_scale: float = 1.0) -> tuple[float, np.ndarray]:
+        """The batch's (weighted) mean loss and ``grad_scale`` times its gradient.
+        scores: (N, K), y: (N,) -> (loss, dscores (N, K)); see :func:`data_loss`."""
+        return data_loss(self.loss, scores, y, self.margin, self.class_weights, inplace,
+                         grad_scale)
+
+    def loss_sum(self, scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """(sum of w_i L_i, sum of w_i) over a batch, with w_i = 1 without class weights:
+        what a mean over many batches adds up. scores: (N, K), y: (N,)."""
+        losses, _ = LOSSES[self.loss](scores, y, self.margin)
+        if self.class_weights is None:
+            return float(losses.sum(dtype=np.float64)), float(len(y))
+        w = self.class_weights[y]
+        return float(np.dot(w, losses)), float(w.sum())
+
+    def reg_loss(self, params: Mapping[str, np.ndarray]) -> float:
+        """``lambda sum W^2`` over the weights ``W1, W2, ...`` of ``params``."""
+        if not self.reg_lambda:
+            return 0.0
+        # ravel(order="K") reads W in memory order: no copy for a transposed layout.
+        return float(self.reg_lambda * sum(
+            np.dot(flat, flat) for flat in (w.ravel(order="K") for name, w in params.items()
+                                             if name.startswith("W"))))
+
+    def reg_grad(self, W: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``d(lambda sum W^2)/dW = 2 lambda W``. W: (out, in) -> (out, in), into ``out``."""
+        return np.multiply(W, 2.0 * self.reg_lambda, out=out)
+
+
+DEFAULT_OBJECTIVE = Objective()  # softmax cross-entropy, margin 1, no class weights, lambda 0
