@@ -20,9 +20,11 @@ from nncli.checking import (
 from nncli.nn.gradcheck import DEFAULT_SAMPLES, GradcheckReport, ParamCheck
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nncli"
-# The modules this rule is held to (the CLI, the config, init, info and gradcheck's work).
-SHORT_MODULES = ("cli", "config", "starter", "describe", "checking")
-LIBRARY_MODULES = ("config", "starter", "describe", "checking")
+# Every module of the package, as a path relative to it without ".py" ("data/images").
+SHORT_MODULES = tuple(sorted(str(p.relative_to(PACKAGE).with_suffix(""))
+                             for p in PACKAGE.rglob("*.py")))
+# The library: everything but the CLI (and the start-up handler of __main__, if any).
+LIBRARY_MODULES = tuple(m for m in SHORT_MODULES if m not in ("cli", "__main__"))
 MAX_FUNCTION_LINES = 60
 
 
