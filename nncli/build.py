@@ -39,9 +39,14 @@ def model_from_config(cfg: Config, input_dim: int, n_classes: int,
                       dtype=dtype or cfg.train.dtype)
 
 
+def output_units(task: str, classes: list[str]) -> int:
+    """Width of the last layer: a score per class, or one value for ``task: regression``."""
+    return 1 if task == "regression" else len(classes)
+
+
 def class_weights(cfg: Config, data: TrainingData) -> np.ndarray | None:
     """The loss's per-class weights (K,) of ``cfg.loss.class_weight`` on ``data``'s training
-    split, or None for none."""
+    split, or None for none (always for regression, which the config checks)."""
     return class_weight_vector(cfg.loss.class_weight, data.classes, data.train.y)
 
 
@@ -73,7 +78,8 @@ def gradcheck_config(cfg: Config, samples: int | None = DEFAULT_SAMPLES, tol: fl
     rng = np.random.default_rng([cfg.seed, 3])
     n = data.train.X.shape[0]
     pick = np.sort(rng.choice(n, size=min(n, n_examples), replace=False))
-    model = model_from_config(cfg, data.train.X.shape[1], len(data.classes), "float64")
+    model = model_from_config(cfg, data.train.X.shape[1], output_units(cfg.task, data.classes),
+                              "float64")
     return check_gradients(model, data.train.X[pick], data.train.y[pick],
                            objective_from_config(cfg, class_weights(cfg, data)),
                            samples, tol, rng, progress)

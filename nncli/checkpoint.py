@@ -28,7 +28,7 @@ FORMAT = 1
 # older nncli's). Keys the loader does not know are ignored.
 META_KEYS = ("format", "nncli_version", "config", "classes", "input_shape", "normalize",
              "activation", "epoch", "step", "rng_state", "best_value", "best_epoch", "wait",
-             "features", "data_kind", "class_weights", "rows")
+             "features", "data_kind", "class_weights", "rows", "target_shift", "target_scale")
 
 
 @dataclass
@@ -79,6 +79,10 @@ class Checkpoint:
     features: list[str] | None = None  # a table's training columns, in order
     data_kind: str | None = None  # images, table or array; None in older files
     class_weights: np.ndarray | None = None  # (K,) float64, the loss's per-class weights
+    # task: regression: the network predicts (t - target_shift) / target_scale (None for
+    # a classifier, and in older files)
+    target_shift: float | None = None
+    target_scale: float | None = None
 
 
 def _meta(ckpt: Checkpoint) -> dict[str, Any]:
@@ -98,6 +102,8 @@ def _meta(ckpt: Checkpoint) -> dict[str, Any]:
         "features": ckpt.features,
         "data_kind": ckpt.data_kind,
         "class_weights": None if weights is None else weights.tolist(),
+        "target_shift": ckpt.target_shift,  # null for a classifier
+        "target_scale": ckpt.target_scale,
     }
     return {key: meta[key] for key in META_KEYS if key in meta}
 
@@ -251,6 +257,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     meta = _read_meta(path, arrays)
     try:
         config, params = _checked_contents(meta, arrays)
+        target = _target_scaling(meta, config)
     except (KeyError, TypeError, ValueError, NncliError) as exc:
         raise NncliError(f"{path}: damaged checkpoint (missing or invalid {exc})") from None
     if "norm_shift" in arrays:
@@ -267,7 +274,22 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         resume=ResumeState.from_meta(meta), features=meta.get("features"),
         data_kind=kind if isinstance(kind, str) else None,
         class_weights=None if weights is None else np.asarray(weights, dtype=np.float64),
+        **target,
     )
+
+
+def _target_scaling(meta: dict[str, Any], config: Config) -> dict[str, float | None]:
+    """A regression checkpoint's target_shift and target_scale (finite, the scale not 0;
+    raises ValueError), or None for both of a classifier's."""
+    if config.task != "regression":
+        return {"target_shift": None, "target_scale": None}
+    shift, scale = meta.get("target_shift"), meta.get("target_scale")
+    for name, value in (("target_shift", shift), ("target_scale", scale)):
+        if not (type(value) in (int, float) and np.isfinite(value)):
+            raise ValueError(f"{name}: expected a finite number, got {short_repr(value)}")
+    if scale == 0:
+        raise ValueError("target_scale: zero")
+    return {"target_shift": float(shift), "target_scale": float(scale)}
 
 
 def _existing_checkpoint(path: str | Path) -> Path:
@@ -337,6 +359,7 @@ def _checked_contents(meta: dict[str, Any], arrays: dict[str, np.ndarray]
     for i in range(1, n_layers + 1):
         params[f"W{i}"] = arrays.pop(f"W{i}")
         params[f"b{i}"] = arrays.pop(f"b{i}")
-    _check_numbers(params, [int(np.prod(input_shape)), *config.model.hidden, len(classes)],
+    outputs = 1 if config.task == "regression" else len(classes)
+    _check_numbers(params, [int(np.prod(input_shape)), *config.model.hidden, outputs],
                    arrays, meta)
     return config, params

@@ -508,10 +508,12 @@ class _CliProgress:
     def on_epoch_end(self, row: dict[str, Any]) -> None:
         if self.quiet:
             return
+        score = "train_rmse" if "train_rmse" in row else "train_acc"  # regression: RMSE
+        val_score = "val_" + score[6:]
         parts = [f"epoch {row['epoch']}", f"loss {row['loss']:.4f}",
-                 f"train_acc {row['train_acc']:.4f}"]
+                 f"{score} {row[score]:.4f}"]
         if row.get("val_loss") is not None:
-            parts += [f"val_loss {row['val_loss']:.4f}", f"val_acc {row['val_acc']:.4f}"]
+            parts += [f"val_loss {row['val_loss']:.4f}", f"{val_score} {row[val_score]:.4f}"]
         parts.append(f"{row['seconds']:.2f}s")
         if self.bar is not None:
             self.bar.write("  ".join(parts), file=sys.stderr)
@@ -561,16 +563,19 @@ def train(config: str, out: str | None, overrides: tuple[str, ...], resume: str 
         return
     best, final = summary["best"], summary["final"]
     lines = [f"run: {result.run_dir}", f"epochs: {summary['epochs']}"]
+    score = "rmse" if final and "train_rmse" in final else "acc"  # regression: RMSE
     if final:
-        lines.append(f"final: loss {final['loss']:.4f}  train_acc {final['train_acc']:.4f}"
-                     + (f"  val_acc {final['val_acc']:.4f}" if final.get("val_acc") is not None
-                        else ""))
+        lines.append(f"final: loss {final['loss']:.4f}  train_{score} "
+                     f"{final[f'train_{score}']:.4f}"
+                     + (f"  val_{score} {final[f'val_{score}']:.4f}"
+                        if final.get(f"val_{score}") is not None else ""))
     if best:
         lines.append(f"best epoch {summary['best_epoch']} by {summary['best_metric']}")
     if "test" in summary:
         t = summary["test"]
-        lines.append(f"test (best.npz): accuracy {t['accuracy']:.4f}  loss {t['loss']:.4f}  "
-                     f"n {t['n']}")
+        figures = f"rmse {t['rmse']:.4g}  r2 {t['r2']:.4f}" if "rmse" in t else \
+            f"accuracy {t['accuracy']:.4f}"
+        lines.append(f"test (best.npz): {figures}  loss {t['loss']:.4f}  n {t['n']}")
     sps = summary["samples_per_sec"]
     lines.append(f"wall {summary['wall_seconds']:.2f}s"
                  + (f", {sps:,.0f} samples/s" if sps else ""))
@@ -605,6 +610,14 @@ def eval_command(checkpoint: str, data: str, as_json: bool, batch_size: int) -> 
     def num(x: float) -> str:
         """4 decimals, or 4 significant digits for a loss too large for them."""
         return f"{x:.4f}" if abs(x) < 1e9 else f"{x:.4g}"
+
+    if "rmse" in report:  # a regression checkpoint: its errors in the target's units
+        click.echo(f"n {report['n']}  loss {num(report['loss'])}  (data "
+                   f"{num(report['data_loss'])} + reg {num(report['reg_loss'])})")
+        click.echo(_table([[name, f"{report[name]:.6g}"] for name in ("mse", "rmse", "mae",
+                                                                       "r2")],
+                          ["metric", "value"]))
+        return
 
     click.echo(f"n {report['n']}  accuracy {report['accuracy']:.4f}  loss {num(report['loss'])}"
                f"  (data {num(report['data_loss'])} + reg {num(report['reg_loss'])})")
@@ -714,6 +727,10 @@ def predict(checkpoint: str, inputs: tuple[str, ...], fmt: str, top_k: int,
     from nncli.streaming import reads_stdin
 
     predictor = Predictor(checkpoint)
+    if predictor.regression and click.get_current_context().get_parameter_source(
+            "top_k") == click.core.ParameterSource.COMMANDLINE:
+        raise NncliError(f"--top-k: {checkpoint} is a regression model (task: regression); "
+                         f"it predicts one value per input, with no labels to rank")
     if reads_stdin(inputs) and sys.stdin is not None and sys.stdin.isatty():
         click.echo(f"reading {predictor.input_description} from the terminal, one per line; "
                    f"Ctrl-D ends the input", err=True)

@@ -41,7 +41,9 @@ NORMALIZE_NAMES = ("none", "scale", "mean", "standard")
 INIT_NAMES = ("auto", "xavier", "he")
 DTYPE_NAMES = ("float32", "float64")
 IMAGE_MODES = ("L", "RGB")
-EARLY_STOP_METRICS = ("val_loss", "val_acc", "loss")
+EARLY_STOP_METRICS = ("val_loss", "val_acc", "val_rmse", "loss")
+TASK_NAMES = ("classification", "regression")
+TARGET_NORMALIZE_NAMES = ("standard", "none")
 
 # Common names from other libraries, for "did you mean" when spelling alone won't find it.
 SYNONYMS = {
@@ -280,6 +282,37 @@ def _check_early_stopping(value: Any, key: str) -> dict[str, Any] | None:
     }
 
 
+def _check_loss_type(value: Any, key: str) -> str | None:
+    """A loss of :data:`LOSSES`, or null: the task's own (softmax, or mse for regression),
+    filled in by :func:`_check_task_rules`."""
+    return None if value is None else choice(LOSSES)(value, key)
+
+
+def _check_task_rules(resolved: dict[str, Any]) -> None:
+    """The rules between keys that ``task`` sets (in place on the resolved document):
+    regression's loss is mse (its default) and it has no class weights or accuracy; the
+    classifier's default loss is softmax and it has no RMSE."""
+    regression = resolved["task"] == "regression"
+    loss = resolved["loss"]
+    if loss["type"] is None:
+        loss["type"] = "mse" if regression else "softmax"
+    es = resolved["train"]["early_stopping"]
+    metric = es["metric"] if es else None
+    if regression and loss["type"] != "mse":
+        raise _fail("loss.type", f"task: regression needs mse (the squared error of the "
+                                 f"one output), got {loss['type']!r}; drop loss.type or set "
+                                 f"it to mse")
+    if regression and loss["class_weight"] is not None:
+        raise _fail("loss.class_weight", "task: regression has no classes to weight; drop "
+                                         "loss.class_weight")
+    if regression and metric == "val_acc":
+        raise _fail("train.early_stopping.metric", "val_acc is a classifier's; task: "
+                                                   "regression has val_loss, val_rmse or loss")
+    if not regression and metric == "val_rmse":
+        raise _fail("train.early_stopping.metric", "val_rmse needs task: regression; a "
+                                                   "classifier has val_loss, val_acc or loss")
+
+
 @dataclass(frozen=True)
 class Field:
     """One config key, and the only place it is spelled: its default, the function that
@@ -300,6 +333,9 @@ class Field:
 SCHEMA: dict[str, Any] = {
     "name": Field(None, check_run_name),
     "seed": Field(0, integer(minimum=0)),
+    # task and normalize_target stay out of the dump at their defaults, so that the
+    # config.yaml of a classifier is what it was before regression existed
+    "task": Field("classification", choice(TASK_NAMES), dump_default=False),
     "data": {
         "train": Field(None, _required_str),
         "val": Field(None, _optional_str),
@@ -311,6 +347,8 @@ SCHEMA: dict[str, Any] = {
         },
         "label_column": Field("label", _required_str),
         "normalize": Field("standard", choice(NORMALIZE_NAMES)),
+        "normalize_target": Field("standard", choice(TARGET_NORMALIZE_NAMES),
+                                  dump_default=False),
     },
     "model": {
         "hidden": Field((), _check_hidden),
@@ -318,7 +356,7 @@ SCHEMA: dict[str, Any] = {
         "init": Field("auto", _check_init),
     },
     "loss": {
-        "type": Field("softmax", choice(LOSSES)),
+        "type": Field(None, _check_loss_type),
         "margin": Field(1.0, number(minimum=0.0)),
         "class_weight": Field(None, _check_class_weight),
     },
@@ -560,6 +598,7 @@ def config_from_dict(raw: Any, default_name: str = "run", config_dir: str | None
     Raises :class:`NncliError` naming the offending key on any problem.
     """
     resolved = _resolve(raw, SCHEMA, "")
+    _check_task_rules(resolved)
     resolved["name"] = resolved["name"] or default_name
     layout = _layout()
     return _build(layout, _classes(layout), resolved, {"data": {"config_dir": config_dir}})

@@ -30,8 +30,10 @@ def architecture(input_dim: int | None, hidden: tuple[int, ...], n_classes: int 
 
 def _summary(cfg: Config, input_dim: int | None, classes: list[str] | None,
              input_shape: tuple[int, ...] | None) -> dict[str, Any]:
+    regression = cfg.task == "regression"  # one output unit, the predicted value
     layers, params = architecture(input_dim, cfg.model.hidden,
-                                  len(classes) if classes else None, cfg.model.activation)
+                                  1 if regression else len(classes) if classes else None,
+                                  cfg.model.activation)
     counts = list(params.values())
     info: dict[str, Any] = {
         "model": "linear" if not cfg.model.hidden else "mlp",
@@ -43,7 +45,9 @@ def _summary(cfg: Config, input_dim: int | None, classes: list[str] | None,
         "loss": cfg.loss.type,
         "reg_lambda": cfg.reg_lambda,
     }
-    if classes is not None:
+    if regression:
+        info["task"] = "regression"
+    elif classes is not None:
         info["classes"] = classes
     return info
 

@@ -31,8 +31,17 @@ from nncli.data import (
     encode_labels,
     read_source,
 )
+from nncli.data.prepare import scaled_targets
 from nncli.errors import NncliError
-from nncli.metrics import Confusion, average_report, check_scores, evaluate, per_class_report
+from nncli.metrics import (
+    Confusion,
+    average_report,
+    check_scores,
+    evaluate,
+    evaluate_regression,
+    model_values,
+    per_class_report,
+)
 from nncli.nn.losses import softmax
 from nncli.streaming import Failure, Rows, TableReader, image_batches, numbers_in
 from nncli.text import printable, surrogates_as_bytes, tsv_cell
@@ -98,9 +107,19 @@ def checkpoint_class_weights(ckpt: Checkpoint) -> np.ndarray | None:
     return ckpt.class_weights
 
 
+def target_normalization(ckpt: Checkpoint) -> Normalization:
+    """A regression checkpoint's target scaling, ``t = (target - shift) / scale``, as the
+    normalization of one column."""
+    return Normalization("standard", np.array([ckpt.target_shift or 0.0]),
+                         np.array([ckpt.target_scale or 1.0]))
+
+
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
                         batch_size: int = 4096) -> dict[str, Any]:
     """Score ``checkpoint`` on the labelled source ``data`` (any kind ``data.train`` accepts).
+
+    A regression checkpoint gives SPEC's regression object instead: n, loss, data_loss,
+    reg_loss, mse, rmse, mae, r2 (:meth:`~nncli.metrics.RegressionEvaluation.fields`).
 
     Returns SPEC's ``eval --json`` object: n, loss, data_loss, reg_loss, accuracy, classes,
     per_class {precision, recall, f1, support}, macro_avg and weighted_avg {precision,
@@ -117,13 +136,19 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
     _check_data_kind(ckpt, checkpoint, Path(data), raw)
     raw = align_features(raw, ckpt.features, "eval")
     check_shape(raw, ckpt.input_shape, "eval")
-    y = encode_labels(raw.labels, ckpt.classes, raw.source, raw.label_lines)
+    regression = cfg.task == "regression"
+    y = scaled_targets(raw, target_normalization(ckpt), ckpt.model.dtype) if regression \
+        else encode_labels(raw.labels, ckpt.classes, raw.source, raw.label_lines)
     where = Normalization.rows_of(raw)
     X = ckpt.normalization.apply(raw.X, ckpt.model.dtype, where)
     from nncli.testhooks import pause_here  # tests send signals at this phase
 
     pause_here("eval")
     objective = objective_from_config(cfg, checkpoint_class_weights(ckpt))
+    if regression:
+        scored = evaluate_regression(ckpt.model, X, y, objective, ckpt.target_shift or 0.0,
+                                     ckpt.target_scale or 1.0, batch_size, where)
+        return {**scored.fields(), "checkpoint": str(checkpoint), "data": str(data)}
     result = evaluate(ckpt.model, X, y, objective, batch_size, where)
     confusion = Confusion.of(y, result.predictions, len(ckpt.classes))
     return {
@@ -165,16 +190,26 @@ class Prediction:
     top: list[tuple[str, float]]  # (label, probability), most probable first
 
 
-Result = Prediction | Failure
+@dataclass
+class ValuePrediction:
+    """A regression model's answer: the predicted value in the target's units."""
+
+    input: str
+    value: float
+
+
+Result = Prediction | ValuePrediction | Failure
 
 
 class Predictor:
-    """Turns raw inputs (image paths or table rows) into class probabilities."""
+    """Turns raw inputs (image paths or table rows) into class probabilities (or, for a
+    regression checkpoint, predicted values)."""
 
     def __init__(self, checkpoint: str | Path) -> None:
         self.ckpt = load_checkpoint(checkpoint)
         self.path = Path(checkpoint)
         self.kind = data_kind(self.ckpt)
+        self.regression = self.ckpt.config.task == "regression"
         self.features: list[str] | None = self.ckpt.features
         self.dim = int(np.prod(self.ckpt.input_shape))
         self.expects = expectation(self.ckpt, checkpoint)
@@ -210,7 +245,7 @@ class Predictor:
             yield [rows] if isinstance(rows, Failure) else self._predict_rows(rows, top_k)
 
     def predict(self, items: Sequence[str], first_row: int = 1, top_k: int = 1
-                ) -> list[Prediction]:
+                ) -> list[Prediction | ValuePrediction]:
         """Predictions for image paths, or table rows in training column order (numbered
         from ``first_row``), in order; raises the first bad input's error."""
         if self.kind == "images":
@@ -221,7 +256,7 @@ class Predictor:
         for result in results:
             if isinstance(result, Failure):
                 raise result.error
-        return [r for r in results if isinstance(r, Prediction)]
+        return [r for r in results if not isinstance(r, Failure)]
 
     def probabilities(self, X_raw: np.ndarray, places: Sequence[str]) -> np.ndarray:
         """Softmax of the scores for raw (un-normalized) rows. X_raw: (N, D) -> (N, K);
@@ -233,17 +268,29 @@ class Predictor:
         with np.errstate(over="ignore"):  # s - max(s) may pass -inf: e^-inf is 0 as it should
             return softmax(scores)
 
+    def values(self, X_raw: np.ndarray, places: Sequence[str]) -> np.ndarray:
+        """A regression model's predictions in the target's units for raw rows.
+        X_raw: (N, D) -> (N,) float64; ``places[i]`` names row i in errors."""
+        X = self.ckpt.normalization.apply(X_raw, self.ckpt.model.dtype, lambda i: places[i])
+        _, values = model_values(self.ckpt.model, X, self.ckpt.target_shift or 0.0,
+                                 self.ckpt.target_scale or 1.0, len(X) or 1,
+                                 lambda i: places[i])
+        return values
+
     def _predict_matrix(self, X_raw: np.ndarray, names: list[str], places: list[str],
                         top_k: int) -> list[Result]:
         """Predictions for rows X_raw: (N, D); a row the normalization refuses (out of the
         dtype's range) becomes a Failure on its own."""
         try:
-            probs = self.probabilities(X_raw, places)
+            probs = self.values(X_raw, places) if self.regression else \
+                self.probabilities(X_raw, places)
         except NncliError as exc:
             if len(names) == 1:
                 return [Failure(names[0], exc)]
             return [r for i in range(len(names)) for r in self._predict_matrix(
                 X_raw[i:i + 1], names[i:i + 1], places[i:i + 1], top_k)]
+        if self.regression:
+            return [ValuePrediction(name, float(v)) for name, v in zip(names, probs)]
         k = min(top_k, probs.shape[1])
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         return [Prediction(name, [(self.classes[j], float(probs[i, j])) for j in order[i]])
@@ -328,12 +375,17 @@ def csv_line(cells: Sequence[str]) -> str:
 _CSV_SPECIAL = re.compile(r'[,"\r\n]')
 
 
-def format_prediction(pred: Prediction, fmt: str, top_k: int, terminal: bool = False) -> str:
-    """One output record: tsv/csv ``input, label, p[, label_2, p_2, ...]`` or a jsonl object.
+def format_prediction(pred: Prediction | ValuePrediction, fmt: str, top_k: int,
+                      terminal: bool = False) -> str:
+    """One output record: tsv/csv ``input, label, p[, label_2, p_2, ...]`` or a jsonl object
+    (a regression model's: ``input, value`` and ``{"input", "value"}``, 6 significant
+    digits in tsv/csv).
 
     Never more than one record per prediction: TSV escapes control characters, CSV quotes
     fields with line breaks, JSON escapes them. With ``terminal`` (stdout is one), CSV cells
     show control characters as escapes too, as ``ls`` does, so none reaches the terminal."""
+    if fmt == "jsonl" and isinstance(pred, ValuePrediction):
+        return json.dumps({"input": pred.input, "value": float(f"{pred.value:.6g}")})
     if fmt == "jsonl":
         label, p = pred.top[0]
         return json.dumps({"input": pred.input, "label": label, "probability": p,
@@ -341,6 +393,8 @@ def format_prediction(pred: Prediction, fmt: str, top_k: int, terminal: bool = F
     tsv = fmt == "tsv"
     shown = printable if terminal and not tsv else lambda name: escape_cell(name, tsv)
     cells = [shown(pred.input)]
-    for label, p in pred.top[:max(1, top_k)]:
+    if isinstance(pred, ValuePrediction):
+        cells.append(f"{pred.value:.6g}")
+    for label, p in [] if isinstance(pred, ValuePrediction) else pred.top[:max(1, top_k)]:
         cells += [shown(label), f"{p:.6g}"]
     return "\t".join(cells) if tsv else csv_line(cells)

@@ -1,5 +1,5 @@
 """Scoring a model on a dataset: loss, accuracy, confusion matrix, per-class P/R/F1 and
-their macro and weighted averages."""
+their macro and weighted averages; for regression the loss, MSE, RMSE, MAE and R^2."""
 
 from __future__ import annotations
 
@@ -71,6 +71,77 @@ def evaluate(model: MLP, X: np.ndarray, y: np.ndarray, objective: Objective = DE
                     "far apart); it is reported as %s", objective.loss, X.dtype, data_loss)
     accuracy = float((predictions == y).mean()) if n else 0.0
     return Evaluation(n, data_loss, objective.reg_loss(model.params), accuracy, predictions)
+
+
+@dataclass
+class RegressionEvaluation:
+    """Results of :func:`evaluate_regression` over N examples; ``mse``, ``rmse``, ``mae`` in
+    the target's units, the losses in the network's (normalized) units."""
+
+    n: int
+    data_loss: float
+    reg_loss: float
+    mse: float
+    rmse: float
+    mae: float
+    r2: float
+    values: np.ndarray  # (N,) float64 predictions in the target's units
+
+    @property
+    def loss(self) -> float:
+        return self.data_loss + self.reg_loss
+
+    def fields(self) -> dict[str, float]:
+        """SPEC's regression metrics: n, loss, data_loss, reg_loss, mse, rmse, mae, r2."""
+        return {"n": self.n, "loss": self.loss, "data_loss": self.data_loss,
+                "reg_loss": self.reg_loss, "mse": self.mse, "rmse": self.rmse,
+                "mae": self.mae, "r2": self.r2}
+
+
+def model_values(model: MLP, X: np.ndarray, shift: float, scale: float,
+                 batch_size: int = 4096, where: Callable[[int], str] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """A regression model's outputs s: (N,) in its dtype and ``s * scale + shift``: (N,)
+    float64, the values in the target's units, in batches. X: (N, D) normalized; with
+    ``where``, overflowing outputs are an error naming the example (:func:`check_scores`)."""
+    n = X.shape[0]
+    scores = np.empty(n, dtype=model.dtype)
+    for start in range(0, n, batch_size):
+        with np.errstate(over="ignore", invalid="ignore"):
+            batch = model.scores(X[start:start + batch_size])
+        if where is not None:
+            check_scores(batch, start, where)
+        scores[start:start + batch_size] = batch[:, 0]
+    return scores, scores.astype(np.float64) * scale + shift
+
+
+def evaluate_regression(model: MLP, X: np.ndarray, t: np.ndarray, objective: Objective,
+                        shift: float = 0.0, scale: float = 1.0, batch_size: int = 4096,
+                        where: Callable[[int], str] | None = None) -> RegressionEvaluation:
+    """``objective``'s loss and the regression metrics of a one-output ``model``.
+
+    X: (N, D) normalized, t: (N,) the targets as the network learns them, ``(target -
+    shift) / scale``. The errors in the target's units are ``(s - t) * scale`` (the shift
+    cancels): ``mse`` their mean square, ``rmse`` its root, ``mae`` their mean magnitude,
+    ``r2 = 1 - SS_res / SS_tot`` (scikit-learn's ``r2_score``; for a constant target, as
+    its default ``force_finite``: 1.0 when predicted exactly, else 0.0).
+    """
+    n = X.shape[0]
+    scores, values = model_values(model, X, shift, scale, batch_size, where)
+    with np.errstate(over="ignore", invalid="ignore"):
+        loss_sum, _ = objective.loss_sum(scores[:, None], t)
+        errors = (scores.astype(np.float64) - t) * scale
+        residual = float(errors @ errors)
+        centred = (t.astype(np.float64) - t.mean(dtype=np.float64)) * scale
+        total = float(centred @ centred)
+    mse = residual / n if n else 0.0
+    if total > 0:
+        r2 = 1.0 - residual / total
+    else:
+        r2 = 1.0 if residual == 0 else 0.0
+    return RegressionEvaluation(n, loss_sum / n if n else 0.0, objective.reg_loss(model.params),
+                                mse, math.sqrt(mse), float(np.abs(errors).mean()) if n else 0.0,
+                                r2, values)
 
 
 def check_scores(scores: np.ndarray, start: int = 0,

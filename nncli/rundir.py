@@ -40,6 +40,16 @@ RUN_FILES = ("config.yaml", "metrics.csv", "metrics.jsonl", "summary.json")
 CHECKPOINT_FILES = ("last.npz", "best.npz")
 METRIC_COLUMNS = ("epoch", "step", "lr", "loss", "data_loss", "reg_loss", "train_acc",
                   "val_loss", "val_acc", "seconds")
+# task: regression reports the RMSE (in the target's units) where a classifier has accuracy
+REGRESSION_METRIC_COLUMNS = ("epoch", "step", "lr", "loss", "data_loss", "reg_loss",
+                             "train_rmse", "val_loss", "val_rmse", "seconds")
+_SCORE_RANGES = {"train_acc": (0.0, 1.0), "val_acc": (0.0, 1.0),
+                 "train_rmse": (0.0, math.inf), "val_rmse": (0.0, math.inf)}
+
+
+def metric_columns(task: str) -> tuple[str, ...]:
+    """The metric columns of a run of ``task`` (classification or regression)."""
+    return REGRESSION_METRIC_COLUMNS if task == "regression" else METRIC_COLUMNS
 
 
 def _is_number(value: Any) -> bool:
@@ -50,11 +60,12 @@ def _is_count(value: Any) -> bool:
     return type(value) is int and value >= 0
 
 
-def check_rows(rows: Any, epoch: int, step: int, complete: bool = True
-               ) -> list[dict[str, Any]]:
+def check_rows(rows: Any, epoch: int, step: int, complete: bool = True,
+               columns: tuple[str, ...] = METRIC_COLUMNS) -> list[dict[str, Any]]:
     """Metric rows to restore on resume, checked; raises ValueError naming the row and key.
 
-    ``rows``: a list of dicts holding exactly :data:`METRIC_COLUMNS`, epochs 1, 2, ... in
+    ``rows``: a list of dicts holding exactly ``columns`` (:data:`METRIC_COLUMNS`, or
+    :data:`REGRESSION_METRIC_COLUMNS` with train_rmse and val_rmse >= 0), epochs 1, 2, ... in
     order; ``complete`` (the rows a checkpoint carries): one per epoch up to ``epoch``,
     the last one's ``step`` equal to ``step``; else (the rows of a log, which may lack the
     last ones) at most that. ``step`` counts never fall; ``lr``, ``loss``, ``data_loss``,
@@ -69,9 +80,9 @@ def check_rows(rows: Any, epoch: int, step: int, complete: bool = True
     previous_step = 0
     for i, row in enumerate(rows):
         where = f"rows[{i}]"
-        if not isinstance(row, dict) or set(row) != set(METRIC_COLUMNS):
+        if not isinstance(row, dict) or set(row) != set(columns):
             raise ValueError(f"{where}: expected an object with the keys "
-                             f"{', '.join(METRIC_COLUMNS)}")
+                             f"{', '.join(columns)}")
         if row["epoch"] != i + 1 or type(row["epoch"]) is not int:
             raise ValueError(f"{where}.epoch: expected {i + 1}, got "
                              f"{short_repr(row['epoch'])}")
@@ -79,26 +90,35 @@ def check_rows(rows: Any, epoch: int, step: int, complete: bool = True
             raise ValueError(f"{where}.step: expected an integer >= {previous_step}, got "
                              f"{short_repr(row['step'])}")
         previous_step = row["step"]
-        for key in ("lr", "loss", "data_loss", "reg_loss", "seconds", "train_acc"):
+        train_score, val_score = columns[6], columns[8]
+        for key in ("lr", "loss", "data_loss", "reg_loss", "seconds", train_score):
             value = row[key]
             if not (_is_number(value) and math.isfinite(value)):
                 raise ValueError(f"{where}.{key}: expected a finite number, got "
                                  f"{short_repr(value)}")
-            low, high = (0.0, 1.0) if key == "train_acc" else (
+            low, high = _SCORE_RANGES[key] if key == train_score else (
                 (0.0, math.inf) if key in ("lr", "seconds") else (-math.inf, math.inf))
             if not low <= value <= high:
                 raise ValueError(f"{where}.{key}: {short_repr(value)} is out of range")
-        val_loss, val_acc = row["val_loss"], row["val_acc"]
-        if (val_loss is None) != (val_acc is None):
-            raise ValueError(f"{where}: val_loss and val_acc must both be numbers or null")
-        if val_loss is not None and not (_is_number(val_loss) and _is_number(val_acc)
-                                         and 0.0 <= val_acc <= 1.0):
-            raise ValueError(f"{where}: val_loss must be a number and val_acc one in [0, 1], "
-                             f"got {short_repr(val_loss)} and {short_repr(val_acc)}")
+        _check_val_pair(row, val_score, where)
     if complete and rows and rows[-1]["step"] != step:
         raise ValueError(f"rows[{len(rows) - 1}].step: {rows[-1]['step']}, but the checkpoint "
                          f"is at step {step}")
     return [dict(row) for row in rows]
+
+
+def _check_val_pair(row: dict[str, Any], val_score: str, where: str) -> None:
+    """val_loss a number and ``val_score`` (val_acc in [0, 1], val_rmse >= 0) one, or both
+    null."""
+    val_loss, score = row["val_loss"], row[val_score]
+    low, high = _SCORE_RANGES[val_score]
+    if (val_loss is None) != (score is None):
+        raise ValueError(f"{where}: val_loss and {val_score} must both be numbers or null")
+    if val_loss is not None and not (_is_number(val_loss) and _is_number(score)
+                                     and low <= score <= high):
+        span = "in [0, 1]" if high == 1.0 else ">= 0"
+        raise ValueError(f"{where}: val_loss must be a number and {val_score} one {span}, "
+                         f"got {short_repr(val_loss)} and {short_repr(score)}")
 
 
 def atomic_write_bytes(path: Path, write: Any) -> None:
@@ -275,6 +295,7 @@ class RunDir:
         self._created: list[Path] = []  # folders this process made, outermost first
         self._wrote: list[Path] = []  # run files this process wrote
         self._fresh = False  # claimed for a new run
+        self.columns = METRIC_COLUMNS  # the metric logs' columns (the run's metric_columns)
 
     def _make(self, path: Path) -> None:
         try:
@@ -430,9 +451,9 @@ class RunDir:
                 r for r in self.read_metrics() if int(r["epoch"]) <= keep_through_epoch]
         csv_text = io.StringIO()
         writer = csv.writer(csv_text, lineterminator="\n")
-        writer.writerow(METRIC_COLUMNS)
+        writer.writerow(self.columns)
         for row in rows:
-            writer.writerow([_cell(row.get(c)) for c in METRIC_COLUMNS])
+            writer.writerow([_cell(row.get(c)) for c in self.columns])
         jsonl_text = "".join(_json(r) + "\n" for r in rows)
         self._write("metrics.csv", csv_text.getvalue().encode("utf-8"))
         self._write("metrics.jsonl", jsonl_text.encode("utf-8"))
@@ -456,7 +477,7 @@ class RunDir:
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         """Append one epoch row to both logs, flushed to disk."""
-        line = ",".join(_cell(row.get(c)) for c in METRIC_COLUMNS) + "\n"
+        line = ",".join(_cell(row.get(c)) for c in self.columns) + "\n"
         for name, text in (("metrics.csv", line), ("metrics.jsonl", _json(row) + "\n")):
             try:
                 with open(self.path / name, "a", encoding="utf-8",

@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from nncli.build import class_weights, model_from_config, objective_from_config, training_step
+from nncli.build import (
+    class_weights,
+    model_from_config,
+    objective_from_config,
+    output_units,
+    training_step,
+)
 from nncli.checkpoint import (
     Checkpoint,
     ResumeState,
@@ -29,7 +35,7 @@ from nncli.data import Dataset, TrainingData, load_training_data
 from nncli.errors import DivergedError, NncliError
 from nncli.interrupts import raise_if_interrupted
 from nncli.memory import check_training_memory, memory_message, training_bytes
-from nncli.metrics import evaluate
+from nncli.metrics import evaluate, evaluate_regression
 from nncli.nn.losses import DEFAULT_OBJECTIVE, Objective
 from nncli.nn.model import MLP
 from nncli.nn.optim import Optimizer, learning_rate
@@ -38,6 +44,7 @@ from nncli.rundir import (
     check_rows,
     enclosing_run,
     holds_run,
+    metric_columns,
     refuse_existing_run,
     run_dir_of_checkpoint,
 )
@@ -134,6 +141,8 @@ def _compatible(ckpt: Checkpoint, cfg: Config, data: TrainingData, path: Path) -
     """A resumed checkpoint must describe the same network and data as the config."""
     old = ckpt.config
     problems = []
+    if old.task != cfg.task:
+        problems.append(f"task {old.task} vs {cfg.task}")
     if tuple(old.model.hidden) != tuple(cfg.model.hidden):
         problems.append(f"model.hidden {list(old.model.hidden)} vs {list(cfg.model.hidden)}")
     if old.model.activation != cfg.model.activation:
@@ -322,7 +331,7 @@ def _restored_rows(ckpt: Checkpoint, run: RunDir, path: Path) -> list[dict[str, 
         source, complete = f"{run.path / 'metrics.jsonl'}: damaged metrics log", False
         rows = [r for r in run.read_metrics() if r["epoch"] <= ckpt.epoch]
     try:
-        return check_rows(rows, ckpt.epoch, ckpt.step, complete)
+        return check_rows(rows, ckpt.epoch, ckpt.step, complete, run.columns)
     except ValueError as exc:
         raise NncliError(f"{source} (invalid {exc})") from None
 
@@ -333,15 +342,15 @@ def _allocate(cfg: Config, ckpt: Checkpoint | None, data: TrainingData, batch_ca
     they fit in the available memory; a MemoryError is reported the same way."""
     X, y = data.train.X, data.train.y
     hidden = list(cfg.model.hidden)
-    sizes = [X.shape[1], *hidden, len(data.classes)]
+    outputs = output_units(cfg.task, data.classes)
+    sizes = [X.shape[1], *hidden, outputs]
     held = 0
     if ckpt is not None:
         held = sum(a.nbytes for a in ckpt.model.params.values()) + sum(
             a.nbytes for a in ckpt.optimizer_state.values())
     check_training_memory(hidden, sizes, cfg.train.dtype, cfg.train.optimizer, batch_cap, held)
     try:
-        model = ckpt.model if ckpt is not None else model_from_config(cfg, X.shape[1],
-                                                                      len(data.classes))
+        model = ckpt.model if ckpt is not None else model_from_config(cfg, X.shape[1], outputs)
         optimizer = Optimizer(cfg.train.optimizer, cfg.train.momentum)
         if ckpt is not None:
             optimizer.load_state_arrays(ckpt.optimizer_state)
@@ -390,6 +399,8 @@ class Trainer:
                  data: TrainingData | None = None) -> None:
         self.wall_start = time.perf_counter()
         self.cfg, self.run, self.out = cfg, run, out
+        run.columns = metric_columns(cfg.task)
+        self.regression = cfg.task == "regression"
         self.progress = progress or Progress()
         resume = None if resume is None else Path(resume)
         ckpt = _checkpoint_to_resume(cfg, resume, out)
@@ -452,11 +463,15 @@ class Trainer:
         if not all(np.isfinite(p).all() for p in self.model.params.values()):
             raise DivergedError(f"weights became non-finite at epoch {state.epoch}, step "
                                 f"{state.step} — try a smaller train.lr (now {cfg.train.lr:g})")
+        # regression: the root of the epoch's pooled MSE, in the target's units
+        train_score = math.sqrt(sum_data / n) * self.data.target_scale if self.regression \
+            else sum_correct / n
+        train_key, val_key = self.run.columns[6], self.run.columns[8]
         row: dict[str, Any] = {
             "epoch": state.epoch, "step": state.step, "lr": lr,
             "loss": (sum_data + sum_reg) / n, "data_loss": sum_data / n,
-            "reg_loss": sum_reg / n, "train_acc": sum_correct / n,
-            "val_loss": None, "val_acc": None,
+            "reg_loss": sum_reg / n, train_key: train_score,
+            "val_loss": None, val_key: None,
         }
         self.validate(row)
         row["seconds"] = time.perf_counter() - epoch_start
@@ -485,9 +500,14 @@ class Trainer:
         return sum_data, sum_reg, sum_correct
 
     def validate(self, row: dict[str, Any]) -> None:
-        """Fill ``row``'s val_loss and val_acc on the validation split, if there is one."""
+        """Fill ``row``'s val_loss and val_acc (val_rmse) on the validation split, if there is
+        one."""
         data = self.data
-        if data.val is not None:
+        if data.val is not None and self.regression:
+            scored = evaluate_regression(self.model, data.val.X, data.val.y, self.objective,
+                                         data.target_shift, data.target_scale)
+            row["val_loss"], row["val_rmse"] = scored.loss, scored.rmse
+        elif data.val is not None:
             result = evaluate(self.model, data.val.X, data.val.y, self.objective)
             row["val_loss"], row["val_acc"] = result.loss, result.accuracy
 
@@ -533,6 +553,8 @@ class Trainer:
             optimizer_state=self.optimizer.state_arrays(),  # already copies
             resume=state.resume_state(), features=data.features, data_kind=data.kind,
             class_weights=self.objective.class_weights,
+            target_shift=data.target_shift if self.regression else None,
+            target_scale=data.target_scale if self.regression else None,
         )
 
     def interrupted(self) -> Interrupted:
@@ -588,7 +610,7 @@ class Trainer:
         # only a run that used all its epochs (not one stopped early) can be "not converged"
         summary["converged"] = completed < cfg.train.epochs or _converged(cfg, rows)
         if self.data.test is not None and run.best.exists():
-            summary["test"] = holdout_metrics(load_checkpoint(run.best).model, self.data.test,
+            summary["test"] = holdout_metrics(load_checkpoint(run.best).model, self.data,
                                               self.objective)
         run.write_summary(summary)
         return TrainResult(run.path, summary, self.model, rows)
@@ -608,8 +630,13 @@ def _converged(cfg: Config, rows: list[dict[str, Any]]) -> bool:
     return False
 
 
-def holdout_metrics(model: MLP, dataset: Dataset, objective: Objective) -> dict[str, float]:
-    """Loss and accuracy of ``model`` on a held-out split (as in ``summary.json``'s ``test``)."""
+def holdout_metrics(model: MLP, data: TrainingData, objective: Objective) -> dict[str, float]:
+    """Loss and accuracy (for regression: SPEC's eval metrics) of ``model`` on the test split
+    of ``data`` (as in ``summary.json``'s ``test``)."""
+    dataset: Dataset = data.test  # type: ignore[assignment]
+    if data.task == "regression":
+        return evaluate_regression(model, dataset.X, dataset.y, objective, data.target_shift,
+                                   data.target_scale).fields()
     result = evaluate(model, dataset.X, dataset.y, objective)
     return {"n": result.n, "loss": result.loss, "data_loss": result.data_loss,
             "reg_loss": result.reg_loss, "accuracy": result.accuracy}

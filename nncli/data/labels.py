@@ -82,6 +82,27 @@ def encode_labels(labels: np.ndarray, classes: Sequence[str], source: str,
     return mapping[inverse.reshape(-1)]
 
 
+def numeric_targets(labels: np.ndarray, source: str, lines: np.ndarray | None = None,
+                    column: str = "label") -> np.ndarray:
+    """Regression targets (N,) float64 from the label text (N,): every value a finite
+    number, else an error naming the first other one, its line and the label ``column``."""
+    text = np.char.strip(labels.astype(str))
+    uniq, inverse = np.unique(text, return_inverse=True)
+    parsed = np.empty(len(uniq), dtype=np.float64)
+    for j, name in enumerate(uniq):  # once per distinct value, not per row
+        number = _label_number(name)
+        parsed[j] = float(number) if number is not None else np.nan
+    values = parsed[inverse.reshape(-1)]
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        where = f"line {int(lines[row])}" if lines is not None else f"example {row + 1}"
+        raise NncliError(f"{source}: {where}: the target '{text[row][:200]}' in column "
+                         f"'{column}' is not a number (task: regression needs a numeric "
+                         f"label column; a classifier is task: classification)")
+    return values
+
+
 def class_weight_vector(spec: None | str | dict[str, float], classes: Sequence[str],
                         y: np.ndarray) -> np.ndarray | None:
     """Per-class loss weights (K,) or None.

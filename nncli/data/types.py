@@ -103,7 +103,8 @@ class Normalization:
 
 @dataclass
 class Dataset:
-    """A labelled split ready for the network. X: (N, D) normalized, y: (N,) class indices."""
+    """A labelled split ready for the network. X: (N, D) normalized, y: (N,) class indices
+    (or, for regression, the normalized targets)."""
 
     X: np.ndarray
     y: np.ndarray
@@ -124,3 +125,7 @@ class TrainingData:
     features: list[str] | None = None
     kind: str = "table"
     extra: dict[str, object] = field(default_factory=dict)
+    # task: regression: y holds the targets as (t - target_shift) / target_scale
+    task: str = "classification"
+    target_shift: float = 0.0
+    target_scale: float = 1.0

@@ -23,7 +23,7 @@ import numpy as np
 from nncli.fast.blas import Product
 from nncli.nn.losses import Objective
 from nncli.nn.model import MLP, Grads
-from nncli.nn.step import StepResult, TrainingStep
+from nncli.nn.step import StepResult, TrainingStep, count_correct
 
 
 def weight_layout(W: np.ndarray) -> np.ndarray:
@@ -82,7 +82,7 @@ class FusedStep(TrainingStep):
         ``lr dL/dscores``, and no gradient is written. Same contract as the textbook's."""
         n = X.shape[0]
         scores = self._scores(X)
-        correct = int(np.count_nonzero(scores.argmax(axis=1) == y))
+        correct = count_correct(scores, y)
         loss, dscores = self.objective.data_loss(scores, y, inplace=True, grad_scale=float(lr))
         reg = self.objective.reg_loss(self.model.params)
         if math.isfinite(loss + reg):

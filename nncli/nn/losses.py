@@ -120,16 +120,26 @@ def multiclass_svm(scores: np.ndarray, y: np.ndarray, margin: float = 1.0,
 def squared_error(scores: np.ndarray, y: np.ndarray, margin: float = 1.0,
                   inplace: bool = False, grad_scale: float | np.ndarray = 1.0,
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """``L_i = sum_j (s_j - onehot(y)_j)^2``; ``dL_i/ds = 2 (s - onehot(y))``.
+    """``L_i = sum_j (s_j - T_ij)^2``; ``dL_i/ds = 2 (s - T_i)``.
 
+    The target row ``T_i`` is ``onehot(y_i)`` for integer class labels, and the number
+    ``y_i`` itself for floating-point targets (regression: one output, ``L_i = (s_i - y_i)^2``).
     scores: (N, K), y: (N,) -> losses (N,), dscores (N, K) times ``grad_scale``.
     ``margin`` is unused.
     """
     diff = scores if inplace else scores.copy()
-    diff[np.arange(scores.shape[0]), y] -= 1.0
+    if is_target(y):
+        diff -= y[:, None]
+    else:
+        diff[np.arange(scores.shape[0]), y] -= 1.0
     losses = np.einsum("ij,ij->i", diff, diff)
     diff *= _per_row(2.0 * grad_scale)
     return losses, diff
+
+
+def is_target(y: np.ndarray) -> bool:
+    """True for regression targets (floating point), False for class indices (integers)."""
+    return y.dtype.kind == "f"
 
 
 LOSSES: dict[str, LossFn] = {

@@ -15,11 +15,19 @@ import math
 
 import numpy as np
 
-from nncli.nn.losses import Objective
+from nncli.nn.losses import Objective, is_target
 from nncli.nn.model import MLP, Grads
 
 # (data loss, reg loss, correct predictions), all measured before any update
 StepResult = tuple[float, float, int]
+
+
+def count_correct(scores: np.ndarray, y: np.ndarray) -> int:
+    """Examples whose highest score is their class. scores: (n, K), y: (n,) class indices;
+    0 for regression targets, which have no classes."""
+    if is_target(y):
+        return 0
+    return int(np.count_nonzero(scores.argmax(axis=1) == y))
 
 
 class TrainingStep:
@@ -68,7 +76,7 @@ class TrainingStep:
         any update. The grads are this step's arrays: the next call overwrites them."""
         n = X.shape[0]
         scores = self._scores(X)
-        correct = int(np.count_nonzero(scores.argmax(axis=1) == y))
+        correct = count_correct(scores, y)
         loss, dscores = self.objective.data_loss(scores, y, inplace=True)
         return loss, self.objective.reg_loss(self.model.params), correct, self._backward(
             dscores, n)
