@@ -118,16 +118,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
                         batch_size: int = 4096) -> dict[str, Any]:
     """Score ``checkpoint`` on the labelled source ``data`` (any kind ``data.train`` accepts).
 
-    A regression checkpoint gives SPEC's regression object instead: n, loss, data_loss,
-    reg_loss, mse, rmse, mae, r2 (:meth:`~nncli.metrics.RegressionEvaluation.fields`).
-
     Returns SPEC's ``eval --json`` object: n, loss, data_loss, reg_loss, accuracy, classes,
     per_class {precision, recall, f1, support}, macro_avg and weighted_avg {precision,
     recall, f1, support}, confusion (rows true, columns predicted; above
     :data:`CONFUSION_MAX_CLASSES` classes ``confusion_pairs`` instead, see
     :func:`confusion_fields`). Table columns are matched to the training columns by name.
     Inputs whose normalized values or scores overflow the model's dtype are an error naming
-    the file and line (or example).
+    the file and line (or example). A regression checkpoint gives SPEC's regression object
+    instead: n, loss, data_loss, reg_loss, mse, rmse, mae, r2
+    (:meth:`~nncli.metrics.RegressionEvaluation.fields`), plus checkpoint and data.
     """
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt.config
@@ -282,7 +281,7 @@ class Predictor:
         """Predictions for rows X_raw: (N, D); a row the normalization refuses (out of the
         dtype's range) becomes a Failure on its own."""
         try:
-            probs = self.values(X_raw, places) if self.regression else \
+            outputs = self.values(X_raw, places) if self.regression else \
                 self.probabilities(X_raw, places)
         except NncliError as exc:
             if len(names) == 1:
@@ -290,10 +289,10 @@ class Predictor:
             return [r for i in range(len(names)) for r in self._predict_matrix(
                 X_raw[i:i + 1], names[i:i + 1], places[i:i + 1], top_k)]
         if self.regression:
-            return [ValuePrediction(name, float(v)) for name, v in zip(names, probs)]
-        k = min(top_k, probs.shape[1])
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        return [Prediction(name, [(self.classes[j], float(probs[i, j])) for j in order[i]])
+            return [ValuePrediction(name, float(v)) for name, v in zip(names, outputs)]
+        k = min(top_k, outputs.shape[1])
+        order = np.argsort(-outputs, axis=1, kind="stable")[:, :k]
+        return [Prediction(name, [(self.classes[j], float(outputs[i, j])) for j in order[i]])
                 for i, name in enumerate(names)]
 
     def _merge(self, n: int, failures: dict[int, Failure], good: list[int], X_raw: np.ndarray,
@@ -395,6 +394,7 @@ def format_prediction(pred: Prediction | ValuePrediction, fmt: str, top_k: int,
     cells = [shown(pred.input)]
     if isinstance(pred, ValuePrediction):
         cells.append(f"{pred.value:.6g}")
-    for label, p in [] if isinstance(pred, ValuePrediction) else pred.top[:max(1, top_k)]:
-        cells += [shown(label), f"{p:.6g}"]
+    else:
+        for label, p in pred.top[:max(1, top_k)]:
+            cells += [shown(label), f"{p:.6g}"]
     return "\t".join(cells) if tsv else csv_line(cells)
