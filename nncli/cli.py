@@ -442,7 +442,8 @@ def info(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
         rows.append([layer["name"], str(layer["in"] if layer["in"] is not None else "?"),
                      str(layer["out"] if layer["out"] is not None else "?"), layer["activation"],
                      f"{layer['params']:,}" if layer["params"] is not None else "?"])
-    kind = "linear classifier" if data["model"] == "linear" else "MLP"
+    linear = "linear regression" if data.get("task") == "regression" else "linear classifier"
+    kind = linear if data["model"] == "linear" else "MLP"
     click.echo(f"model: {kind}, loss {data['loss']}, reg lambda {data['reg_lambda']:g}")
     click.echo(_table(rows, ["layer", "in", "out", "activation", "params"]))
     total = data["total_params"]

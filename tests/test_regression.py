@@ -458,3 +458,11 @@ def test_the_linear_config_is_as_good_as_least_squares(tmp_path: Path,
     test = json.loads(result.stdout)["test"]
     assert test["rmse"] == pytest.approx(56.3929042, abs=1e-6)
     assert test["r2"] == pytest.approx(0.3594, abs=1e-4)
+
+
+def test_info_names_a_linear_regression_model(tmp_path: Path) -> None:
+    """``info`` on a linear regression config says what the model is, not "classifier"."""
+    from helpers_data import cli as run_cli
+    result = run_cli("info", str(ROOT / "configs" / "diabetes-linear.yaml"))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].startswith("model: linear regression, loss mse")
