@@ -242,18 +242,25 @@ def test_a_string_to_float_cast_loses_the_interrupt_which_the_recheck_restores()
     it raised is dropped, and raise_if_interrupted re-raises it."""
     from nncli import interrupts
 
-    restore = interrupts.install()
+    # pytest started in the background by a shell without job control inherits SIGINT
+    # ignored, and install() rightly keeps it so (test_an_ignored_sigint_stays_ignored):
+    # give this process Python's usual SIGINT handler, as the subprocess tests do.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        restore = interrupts.install()
         try:
-            signal.raise_signal(signal.SIGINT)
-        except KeyboardInterrupt:
-            pass  # what NumPy's cast does
-        assert interrupts.received() == signal.SIGINT
-        with pytest.raises(KeyboardInterrupt):
-            interrupts.raise_if_interrupted()
+            try:
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:
+                pass  # what NumPy's cast does
+            assert interrupts.received() == signal.SIGINT
+            with pytest.raises(KeyboardInterrupt):
+                interrupts.raise_if_interrupted()
+        finally:
+            restore()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
-        restore()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_an_ignored_sigint_stays_ignored(setup: dict[str, Path], tmp_path: Path) -> None:
