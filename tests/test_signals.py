@@ -263,6 +263,30 @@ def test_a_string_to_float_cast_loses_the_interrupt_which_the_recheck_restores()
         signal.signal(signal.SIGINT, inherited)
 
 
+def test_a_signal_inside_held_is_raised_when_the_block_ends() -> None:
+    """What np.savez runs in: the handler records the signal and raises nothing until the
+    (outermost) block ends; a block that no signal reached ends quietly."""
+    from nncli import interrupts
+
+    inherited = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not inherited ignored
+    restore = interrupts.install()
+    try:
+        with interrupts.held():
+            pass
+        reached_the_end = []
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts.held():
+                with interrupts.held():
+                    signal.raise_signal(signal.SIGTERM)
+                    reached_the_end.append("inner")
+                reached_the_end.append("outer")
+        assert reached_the_end == ["inner", "outer"]
+        assert interrupts.received() == signal.SIGTERM
+    finally:
+        restore()
+        signal.signal(signal.SIGTERM, inherited)
+
+
 def test_an_ignored_sigint_stays_ignored(setup: dict[str, Path], tmp_path: Path) -> None:
     """A background job of a shell without job control starts with SIGINT ignored, and
     keeps it so (as every careful Unix tool): the run then finishes normally."""
