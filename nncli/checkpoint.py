@@ -20,6 +20,7 @@ from nncli.config import Config, check_run_name, config_from_dict
 from nncli.data import Normalization
 from nncli.errors import NncliError
 from nncli.files import atomic_write_bytes, refuse_special_file
+from nncli.interrupts import held
 from nncli.nn.model import MLP
 from nncli.text import short_repr
 
@@ -108,6 +109,15 @@ def _meta(ckpt: Checkpoint) -> dict[str, Any]:
     return {key: meta[key] for key in META_KEYS if key in meta}
 
 
+def _savez_held(handle: Any, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez(handle, **arrays)`` with Ctrl-C/SIGTERM held to its end: zipfile turns a
+    KeyboardInterrupt raised inside its bookkeeping into a ValueError and an "Exception
+    ignored" traceback (see :mod:`nncli.interrupts`). The interrupt then abandons the
+    complete temp file like any other."""
+    with held():
+        np.savez(handle, **arrays)
+
+
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
     """Write ``ckpt`` to ``path`` atomically. Refuses non-finite parameters."""
     path = Path(path)
@@ -122,7 +132,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
     arrays.update(ckpt.optimizer_state)
     arrays["meta"] = np.array(json.dumps(_meta(ckpt)))
     try:
-        atomic_write_bytes(path, lambda handle: np.savez(handle, **arrays))
+        atomic_write_bytes(path, lambda handle: _savez_held(handle, arrays))
     except OSError as exc:
         raise NncliError(f"{path}: cannot write checkpoint ({exc.strerror or exc}); "
                          f"the previous file, if any, is unchanged") from None

@@ -13,6 +13,13 @@ reading data, at every training batch, and when a command ends) raises it again,
 the "Exception ignored" report of it is silenced: a signal is never lost, only delayed
 to the next check.
 
+Some Python code is broken, not merely abandoned, by a KeyboardInterrupt raised between
+two of its statements: :mod:`zipfile` (under ``np.savez``) interrupted inside
+``ZipFile.open`` or its constructor turns the interrupt into ``ValueError: Can't close the
+ZIP file while there is an open writing handle`` and prints "Exception ignored in
+ZipFile.__del__" when the half-made object is collected. Such code runs inside
+:func:`held`, which delays the signal's exception to the block's end.
+
 Standard library only, cheap to import: the CLI imports this before click or NumPy.
 """
 
@@ -21,20 +28,51 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _received: int | None = None  # the first SIGINT/SIGTERM since install(), if any
+_holding = False  # the main thread is inside held(): the handler records, raises nothing
+_held = False  # a signal arrived inside held(); raised when the block ends
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    """Record the signal and raise KeyboardInterrupt where the main thread is."""
-    global _received
+    """Record the signal and raise KeyboardInterrupt where the main thread is (at the end
+    of the :func:`held` block it is in, if any)."""
+    global _received, _held
     if _received is None:
         _received = signum
+    if _holding:
+        _held = True
+        return
     raise KeyboardInterrupt
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """Run the block free of KeyboardInterrupt from SIGINT/SIGTERM: one arriving meanwhile
+    is recorded at once and raised when the block ends (unless the block raises first).
+
+    For short stretches of code that an exception between two of its statements would
+    leave inconsistent (``np.savez``'s zipfile bookkeeping). Nested blocks raise at the
+    outermost end. Outside the main thread nothing changes: handlers run in the main
+    thread only."""
+    global _holding, _held
+    if _holding or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    # _held first: a signal between the two assignments then raises before the block.
+    _held = False
+    _holding = True
+    try:
+        yield
+    finally:
+        _holding = False
+    if _held:
+        raise KeyboardInterrupt
 
 
 def received() -> int | None:

@@ -242,18 +242,49 @@ def test_a_string_to_float_cast_loses_the_interrupt_which_the_recheck_restores()
     it raised is dropped, and raise_if_interrupted re-raises it."""
     from nncli import interrupts
 
+    # pytest started in the background by a shell without job control inherits SIGINT
+    # ignored, and install() rightly keeps it so (test_an_ignored_sigint_stays_ignored):
+    # give this process Python's usual SIGINT handler, as the subprocess tests do.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        restore = interrupts.install()
+        try:
+            try:
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:
+                pass  # what NumPy's cast does
+            assert interrupts.received() == signal.SIGINT
+            with pytest.raises(KeyboardInterrupt):
+                interrupts.raise_if_interrupted()
+        finally:
+            restore()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+
+
+def test_a_signal_inside_held_is_raised_when_the_block_ends() -> None:
+    """What np.savez runs in: the handler records the signal and raises nothing until the
+    (outermost) block ends; a block that no signal reached ends quietly."""
+    from nncli import interrupts
+
+    inherited = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not inherited ignored
     restore = interrupts.install()
     try:
-        try:
-            signal.raise_signal(signal.SIGINT)
-        except KeyboardInterrupt:
-            pass  # what NumPy's cast does
-        assert interrupts.received() == signal.SIGINT
+        with interrupts.held():
+            pass
+        reached_the_end = []
         with pytest.raises(KeyboardInterrupt):
-            interrupts.raise_if_interrupted()
+            with interrupts.held():
+                with interrupts.held():
+                    signal.raise_signal(signal.SIGTERM)
+                    reached_the_end.append("inner")
+                reached_the_end.append("outer")
+        assert reached_the_end == ["inner", "outer"]
+        assert interrupts.received() == signal.SIGTERM
     finally:
         restore()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGTERM, inherited)
 
 
 def test_an_ignored_sigint_stays_ignored(setup: dict[str, Path], tmp_path: Path) -> None:
