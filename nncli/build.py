@@ -1,4 +1,4 @@
-"""Config -> model, objective and training step: the only door from a
+"""Config -> model, objective, optimizer and training step: the only door from a
 :class:`~nncli.config.Config` into ``nncli.nn`` (and its annex ``nncli.fast``).
 
 ``nncli.nn`` knows nothing of configs or data; this module reads the config (and, for
@@ -21,6 +21,7 @@ from nncli.nn.gradcheck import (
 )
 from nncli.nn.losses import Objective
 from nncli.nn.model import MLP
+from nncli.nn.optim import Optimizer, learning_rate
 from nncli.nn.step import TrainingStep
 
 STEPS: dict[str, type[TrainingStep]] = {"textbook": TrainingStep, "fused": FusedStep}
@@ -54,6 +55,16 @@ def objective_from_config(cfg: Config, weights: np.ndarray | None) -> Objective:
     """``cfg``'s loss: ``loss.type``, ``loss.margin`` and ``reg.lambda``, with the class
     ``weights`` (K,) from :func:`class_weights` (or a checkpoint), None for none."""
     return Objective(cfg.loss.type, cfg.loss.margin, weights, cfg.reg_lambda)
+
+
+def optimizer_from_config(cfg: Config) -> Optimizer:
+    """``train.optimizer`` with ``train.momentum`` (its state slots start empty)."""
+    return Optimizer(cfg.train.optimizer, cfg.train.momentum)
+
+
+def epoch_learning_rate(cfg: Config, epoch: int) -> float:
+    """The rate of 1-based ``epoch``: ``train.lr`` under ``train.lr_schedule``."""
+    return learning_rate(cfg.train.lr, cfg.train.lr_schedule, epoch, cfg.train.epochs)
 
 
 def training_step(model: MLP, objective: Objective, capacity: int,

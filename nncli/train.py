@@ -18,8 +18,10 @@ import numpy as np
 
 from nncli.build import (
     class_weights,
+    epoch_learning_rate,
     model_from_config,
     objective_from_config,
+    optimizer_from_config,
     output_units,
     training_step,
 )
@@ -38,7 +40,7 @@ from nncli.memory import check_training_memory, memory_message, training_bytes
 from nncli.metrics import evaluate, evaluate_regression
 from nncli.nn.losses import DEFAULT_OBJECTIVE, Objective
 from nncli.nn.model import MLP
-from nncli.nn.optim import Optimizer, learning_rate
+from nncli.nn.optim import Optimizer
 from nncli.rundir import (
     RunDir,
     check_rows,
@@ -351,7 +353,7 @@ def _allocate(cfg: Config, ckpt: Checkpoint | None, data: TrainingData, batch_ca
     check_training_memory(hidden, sizes, cfg.train.dtype, cfg.train.optimizer, batch_cap, held)
     try:
         model = ckpt.model if ckpt is not None else model_from_config(cfg, X.shape[1], outputs)
-        optimizer = Optimizer(cfg.train.optimizer, cfg.train.momentum)
+        optimizer = optimizer_from_config(cfg)
         if ckpt is not None:
             optimizer.load_state_arrays(ckpt.optimizer_state)
         step = MinibatchStep(model, optimizer, X, y, batch_cap, objective, cfg.train.step)
@@ -455,7 +457,7 @@ class Trainer:
         cfg, state, n = self.cfg, self.state, self.n
         state.epoch += 1
         epoch_start = time.perf_counter()
-        lr = learning_rate(cfg.train.lr, cfg.train.lr_schedule, state.epoch, cfg.train.epochs)
+        lr = epoch_learning_rate(cfg, state.epoch)
         self.progress.on_epoch_start(state.epoch, cfg.train.epochs, n)
         sum_data, sum_reg, sum_correct = self.run_batches(lr)
         state.train_seconds += time.perf_counter() - epoch_start
