@@ -18,6 +18,7 @@ import numpy as np
 from nncli import __version__
 from nncli.config import Config, check_run_name, config_from_dict
 from nncli.data import Normalization
+from nncli.data.encoding import Encoding
 from nncli.errors import NncliError
 from nncli.files import atomic_write_bytes, refuse_special_file
 from nncli.nn.model import MLP
@@ -28,7 +29,7 @@ FORMAT = 1
 # older nncli's). Keys the loader does not know are ignored.
 META_KEYS = ("format", "nncli_version", "config", "classes", "input_shape", "normalize",
              "activation", "epoch", "step", "rng_state", "best_value", "best_epoch", "wait",
-             "features", "data_kind", "class_weights", "rows")
+             "features", "data_kind", "class_weights", "rows", "encoding")
 
 
 @dataclass
@@ -79,6 +80,7 @@ class Checkpoint:
     features: list[str] | None = None  # a table's training columns, in order
     data_kind: str | None = None  # images, table or array; None in older files
     class_weights: np.ndarray | None = None  # (K,) float64, the loss's per-class weights
+    encoding: Encoding | None = None  # a table's columns -> inputs; None in older files
 
 
 def _meta(ckpt: Checkpoint) -> dict[str, Any]:
@@ -98,6 +100,7 @@ def _meta(ckpt: Checkpoint) -> dict[str, Any]:
         "features": ckpt.features,
         "data_kind": ckpt.data_kind,
         "class_weights": None if weights is None else weights.tolist(),
+        "encoding": None if ckpt.encoding is None else ckpt.encoding.to_json(),
     }
     return {key: meta[key] for key in META_KEYS if key in meta}
 
@@ -251,6 +254,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     meta = _read_meta(path, arrays)
     try:
         config, params = _checked_contents(meta, arrays)
+        encoding = _checked_encoding(meta)
     except (KeyError, TypeError, ValueError, NncliError) as exc:
         raise NncliError(f"{path}: damaged checkpoint (missing or invalid {exc})") from None
     if "norm_shift" in arrays:
@@ -267,7 +271,22 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         resume=ResumeState.from_meta(meta), features=meta.get("features"),
         data_kind=kind if isinstance(kind, str) else None,
         class_weights=None if weights is None else np.asarray(weights, dtype=np.float64),
+        encoding=encoding,
     )
+
+
+def _checked_encoding(meta: dict[str, Any]) -> Encoding | None:
+    """The table encoding of a checked meta, which must give the model's input size and
+    the feature columns; None when absent (older files, images, arrays)."""
+    if meta.get("encoding") is None:
+        return None
+    encoding = Encoding.from_json(meta["encoding"])
+    if encoding.width != int(np.prod(meta["input_shape"])):
+        raise ValueError(f"encoding: {encoding.width} inputs, input_shape "
+                         f"{meta['input_shape']}")
+    if meta.get("features") is not None and meta["features"] != encoding.names:
+        raise ValueError("encoding: its columns are not the features")
+    return encoding
 
 
 def _existing_checkpoint(path: str | Path) -> Path:

@@ -280,6 +280,39 @@ def _check_early_stopping(value: Any, key: str) -> dict[str, Any] | None:
     }
 
 
+COLUMN_TYPES = ("number", "category", "ignore")
+
+
+def _check_columns(value: Any, key: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(key, f"expected {{column: number | category | ignore}}, got "
+                         f"{_describe(value)}")
+    return {str(name): choice(COLUMN_TYPES)(kind, f"{key}.{name}")
+            for name, kind in value.items()}
+
+
+def _check_na_values(value: Any, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise _fail(key, f"expected a list of missing-value markers like [NA, \"?\"], got "
+                         f"{_describe(value)}")
+    markers = []
+    for marker in value:
+        if marker is None:  # YAML reads a bare null as None: the marker is what was written
+            markers.append("null")
+        elif isinstance(marker, (str, int, float)) and not isinstance(marker, bool):
+            markers.append(str(marker))
+        else:
+            raise _fail(key, f"expected text or numbers as missing-value markers, got "
+                             f"{_describe(marker)}")
+    return tuple(markers)
+
+
 @dataclass(frozen=True)
 class Field:
     """One config key, and the only place it is spelled: its default, the function that
@@ -311,6 +344,11 @@ SCHEMA: dict[str, Any] = {
         },
         "label_column": Field("label", _required_str),
         "normalize": Field("standard", choice(NORMALIZE_NAMES)),
+        "columns": Field({}, _check_columns),
+        "na_values": Field(("", "NA", "N/A", "NaN", "nan", "null", "None", "?"),
+                           _check_na_values),
+        "missing": Field("impute", choice(("impute", "error"))),
+        "test_split": Field(0.0, number(minimum=0.0, maximum=1.0, strict_max=True)),
     },
     "model": {
         "hidden": Field((), _check_hidden),
