@@ -47,7 +47,8 @@ def _kind(text: str, na: frozenset[str], as_text: bool) -> tuple[int, float]:
 @dataclass
 class ColumnCells:
     """The R stripped cells of one column by distinct value: ``values: (U,)`` the distinct
-    texts (sorted), ``inverse: (R,)`` each cell's index into them, ``kinds: (U,)`` what
+    texts (in order of first appearance), ``inverse: (R,)`` each cell's index into them,
+    ``kinds: (U,)`` what
     each is (:data:`MISSING` ... :data:`NONFINITE`), ``numbers: (U,)`` float64 (NaN but
     for :data:`NUMBER`)."""
 
@@ -58,14 +59,21 @@ class ColumnCells:
 
     @classmethod
     def of(cls, cells: np.ndarray, na: frozenset[str], as_text: bool = False) -> ColumnCells:
-        """Classify ``cells: (R,)`` (stripped ``str``, object or ``<U`` array). With
-        ``as_text`` (a ``category`` column) every non-missing cell is text, "3" too."""
-        values, inverse = np.unique(cells, return_inverse=True)
+        """Classify ``cells: (R,)`` (``str``, object or ``<U`` array), each stripped of
+        surrounding whitespace (once per distinct text: two spellings of one value may then
+        share a text). With ``as_text`` (a ``category`` column) every non-missing cell is
+        text, "3" too."""
+        # a dict, not np.unique: sorting object arrays of str costs several times more
+        index: dict[str, int] = {}
+        inverse = np.fromiter((index.setdefault(t, len(index)) for t in cells.tolist()),
+                              dtype=np.int64, count=len(cells))
+        values = np.empty(len(index), dtype=object)
+        values[:] = [text.strip() for text in index]
         kinds = np.empty(len(values), dtype=np.int8)
         numbers = np.empty(len(values), dtype=np.float64)
         for u, text in enumerate(values.tolist()):
             kinds[u], numbers[u] = _kind(text, na, as_text)
-        return cls(values, inverse.reshape(-1), kinds, numbers)
+        return cls(values, inverse, kinds, numbers)
 
     def cell_kinds(self) -> np.ndarray:
         """The kind of each cell, (R,)."""

@@ -220,8 +220,10 @@ class _Parse:
                          if i != label_index and spec.types[i] != "ignore"]
         self.declared = [spec.types[i] for i in self.features]
         self.kinds: list[str | None] = list(self.declared)  # number | category | None
-        # (line, text or number) of each column's first value, for the mixed-column error
-        self.first_seen: list[tuple[int, str | float] | None] = [None] * len(self.features)
+        # (line, text or number) of a column's first value, for the mixed-column error: by
+        # column when the exact path typed it, else the fast path's first row (line, (D,))
+        self.first_seen: dict[int, tuple[int, str | float]] = {}
+        self.first_row: tuple[int, np.ndarray] | None = None
         self.levels: dict[int, dict[str, int]] = {}  # category column j: text -> code
         self.X = np.empty((capacity, len(self.features)), dtype=np.float64)
         self.lines = np.empty(capacity, dtype=np.int64)
@@ -295,10 +297,8 @@ class _Parse:
         self.codes[rows] = [self._label_code(cell) for cell in cells]
         self.n += len(lines)
         if None in self.kinds:
-            for j, kind in enumerate(self.kinds):
-                if kind is None:
-                    self.kinds[j] = "number"
-                    self.first_seen[j] = (keep[0] + first_line, float(block[0, j]))
+            self.kinds = ["number" if kind is None else kind for kind in self.kinds]
+            self.first_row = (keep[0] + first_line, block[0].copy())
         return True
 
     def _exact(self, lines: list[str], first_line: int) -> None:
@@ -332,7 +332,7 @@ class _Parse:
             problem = field_count_error(path, line, row, self.n_columns)
             if problem is not None:
                 break  # rows before it may hold an earlier error: _store says which
-            rows.append([cell.strip() for cell in row])
+            rows.append(row)
             row_lines.append(line)
         if rows:
             self._store(rows, np.asarray(row_lines, dtype=np.int64))
@@ -341,15 +341,16 @@ class _Parse:
         table.next_line = first_line + consumed
 
     def _store(self, rows: list[list[str]], lines: np.ndarray) -> None:
-        """Rows of stripped cells (each ``n_columns`` long) at file ``lines``: rows without
-        a label dropped (counted), each feature column typed and converted at once."""
+        """Rows of cells (each ``n_columns`` long) at file ``lines``: rows without a label
+        dropped (counted), each feature column typed and converted at once."""
         cells = np.empty((len(rows), self.n_columns), dtype=object)
         cells[:] = rows
         na = self.na
-        labelled = np.array([bool(t) and t not in na for t in cells[:, self.label_index]])
-        if "" not in na and not all(cells[:, self.label_index]):  # blank, and no marker
-            line = int(lines[np.argmin(cells[:, self.label_index].astype(bool))])
-            raise NncliError(f"{self.path}: line {line}: missing label")
+        labels = [cell.strip() for cell in cells[:, self.label_index].tolist()]
+        if "" not in na and not all(labels):  # blank, and blank is no missing marker
+            raise NncliError(f"{self.path}: line {int(lines[labels.index('')])}: "
+                             f"missing label")
+        labelled = np.array([bool(t) and t not in na for t in labels])
         if not labelled.all():
             if not self.dropped:
                 self.first_dropped = int(lines[np.argmin(labelled)])
@@ -406,7 +407,10 @@ class _Parse:
             hint = (f" (column '{name}' holds numbers; add the text to data.na_values if "
                     f"it marks a missing value)" if kind == TEXT else "")
             return NncliError(f"{self.path}: {where}{cell_problem(kind, text)}{hint}")
-        seen_line, seen = self.first_seen[j]
+        if j in self.first_seen:
+            seen_line, seen = self.first_seen[j]
+        else:
+            seen_line, seen = self.first_row[0], float(self.first_row[1][j])
         if kind == TEXT:
             return NncliError(
                 f"{self.path}: line {line}: feature column '{name}' holds numbers (line "
