@@ -395,6 +395,40 @@ def test_a_column_is_number_category_or_an_error(tmp_path_factory, column) -> No
     assert (raw.levels[0] is None) == (not values or all(numeric))
 
 
+@settings(max_examples=25, deadline=None)
+@given(chunk_cells=st.integers(1, 40), seed=st.integers(0, 10))
+def test_a_typed_table_reads_the_same_whatever_the_chunking(tmp_path_factory, chunk_cells,
+                                                            seed) -> None:
+    """Text and gaps move chunks between the fast and the exact path: the typed result (X,
+    each category's texts, the lines) does not depend on where the chunks end."""
+    import nncli.data.tables as tables
+
+    path = tmp_path_factory.mktemp("chunks") / "p.csv"
+    text = penguin_like(n=30, seed=seed)
+    lines = text.splitlines()
+    lines[1:11] = [line.replace("NA,NA,NA", "40,4000,male").replace(",?,", ",Dream,")
+                   for line in lines[1:11]]  # no gap at first: the fast path may start
+    if seed % 2:  # numbers only: the fast path reads the plain chunks, the exact one the gaps
+        lines = [",".join(line.split(",")[i] for i in (0, 2, 3)) for line in lines]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = config_from_dict({"data": {"train": str(path), "label_column": "species"}})
+
+    def typed() -> tuple:
+        raw = read_source(path, cfg.data)
+        texts = [None if lv is None else [lv[int(c)] if c == c else None for c in raw.X[:, j]]
+                 for j, lv in enumerate(raw.levels)]
+        numbers = [raw.X[:, j].tolist() for j, lv in enumerate(raw.levels) if lv is None]
+        return str(numbers), texts, raw.label_lines.tolist(), raw.labels.tolist()
+
+    whole = typed()
+    original = tables.CHUNK_CELLS
+    tables.CHUNK_CELLS = chunk_cells
+    try:
+        assert typed() == whole
+    finally:
+        tables.CHUNK_CELLS = original
+
+
 def _is_float(text: str) -> bool:
     try:
         float(text)
