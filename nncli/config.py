@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from nncli.data.cells import DEFAULT_NA_VALUES
 from nncli.errors import NncliError
 from nncli.nn.activations import ACTIVATIONS
 from nncli.nn.losses import LOSSES
@@ -345,8 +346,7 @@ SCHEMA: dict[str, Any] = {
         "label_column": Field("label", _required_str),
         "normalize": Field("standard", choice(NORMALIZE_NAMES)),
         "columns": Field({}, _check_columns),
-        "na_values": Field(("", "NA", "N/A", "NaN", "nan", "null", "None", "?"),
-                           _check_na_values),
+        "na_values": Field(DEFAULT_NA_VALUES, _check_na_values),
         "missing": Field("impute", choice(("impute", "error"))),
         "test_split": Field(0.0, number(minimum=0.0, maximum=1.0, strict_max=True)),
     },
