@@ -18,6 +18,7 @@ import numpy as np
 from nncli import __version__
 from nncli.config import Config, check_run_name, config_from_dict
 from nncli.data import Normalization
+from nncli.data.encoding import Encoding
 from nncli.errors import NncliError
 from nncli.files import atomic_write_bytes, refuse_special_file
 from nncli.interrupts import held
@@ -29,7 +30,8 @@ FORMAT = 1
 # older nncli's). Keys the loader does not know are ignored.
 META_KEYS = ("format", "nncli_version", "config", "classes", "input_shape", "normalize",
              "activation", "epoch", "step", "rng_state", "best_value", "best_epoch", "wait",
-             "features", "data_kind", "class_weights", "rows", "target_shift", "target_scale")
+             "features", "data_kind", "class_weights", "rows", "target_shift", "target_scale",
+             "encoding")
 
 
 @dataclass
@@ -84,6 +86,7 @@ class Checkpoint:
     # a classifier, and in older files)
     target_shift: float | None = None
     target_scale: float | None = None
+    encoding: Encoding | None = None  # a table's columns -> inputs; None in older files
 
 
 def _meta(ckpt: Checkpoint) -> dict[str, Any]:
@@ -105,6 +108,7 @@ def _meta(ckpt: Checkpoint) -> dict[str, Any]:
         "class_weights": None if weights is None else weights.tolist(),
         "target_shift": ckpt.target_shift,  # null for a classifier
         "target_scale": ckpt.target_scale,
+        "encoding": None if ckpt.encoding is None else ckpt.encoding.to_json(),
     }
     return {key: meta[key] for key in META_KEYS if key in meta}
 
@@ -268,6 +272,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         config, params = _checked_contents(meta, arrays)
         target = _target_scaling(meta, config)
+        encoding = _checked_encoding(meta)
     except (KeyError, TypeError, ValueError, NncliError) as exc:
         raise NncliError(f"{path}: damaged checkpoint (missing or invalid {exc})") from None
     if "norm_shift" in arrays:
@@ -284,6 +289,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         resume=ResumeState.from_meta(meta), features=meta.get("features"),
         data_kind=kind if isinstance(kind, str) else None,
         class_weights=None if weights is None else np.asarray(weights, dtype=np.float64),
+        encoding=encoding,
         **target,
     )
 
@@ -300,6 +306,20 @@ def _target_scaling(meta: dict[str, Any], config: Config) -> dict[str, float | N
     if scale == 0:
         raise ValueError("target_scale: zero")
     return {"target_shift": float(shift), "target_scale": float(scale)}
+
+
+def _checked_encoding(meta: dict[str, Any]) -> Encoding | None:
+    """The table encoding of a checked meta, which must give the model's input size and
+    the feature columns; None when absent (older files, images, arrays)."""
+    if meta.get("encoding") is None:
+        return None
+    encoding = Encoding.from_json(meta["encoding"])
+    if encoding.width != int(np.prod(meta["input_shape"])):
+        raise ValueError(f"encoding: {encoding.width} inputs, input_shape "
+                         f"{meta['input_shape']}")
+    if meta.get("features") is not None and meta["features"] != encoding.names:
+        raise ValueError("encoding: its columns are not the features")
+    return encoding
 
 
 def _existing_checkpoint(path: str | Path) -> Path:

@@ -459,6 +459,14 @@ def info(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
     if "data" in data:
         click.echo(f"data: {data['data']['train']} ({data['data']['n']} examples, "
                    f"{data['data']['kind']})")
+    if "columns" in data:  # a table's columns: type, categories, inputs (numbers: a count)
+        columns = data["columns"]
+        if all(c["type"] == "number" for c in columns):
+            click.echo(f"columns: {len(columns)}, all number")
+        else:
+            click.echo(_table([[c["name"], c["type"], str(c["categories"] or ""),
+                                str(c["inputs"])] for c in columns],
+                              ["column", "type", "categories", "inputs"]))
     if "checkpoint" in data:
         c = data["checkpoint"]
         click.echo(f"checkpoint: epoch {c['epoch']}, step {c['step']}, dtype {c['dtype']}")

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from nncli.data.cells import DEFAULT_NA_VALUES
 from nncli.errors import NncliError
 from nncli.nn.activations import ACTIVATIONS
 from nncli.nn.losses import LOSSES
@@ -311,6 +312,37 @@ def _check_task_rules(resolved: dict[str, Any]) -> None:
     if not regression and metric == "val_rmse":
         raise _fail("train.early_stopping.metric", "val_rmse needs task: regression; a "
                                                    "classifier has val_loss, val_acc or loss")
+COLUMN_TYPES = ("number", "category", "ignore")
+
+
+def _check_columns(value: Any, key: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(key, f"expected {{column: number | category | ignore}}, got "
+                         f"{_describe(value)}")
+    return {str(name): choice(COLUMN_TYPES)(kind, f"{key}.{name}")
+            for name, kind in value.items()}
+
+
+def _check_na_values(value: Any, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise _fail(key, f"expected a list of missing-value markers like [NA, \"?\"], got "
+                         f"{_describe(value)}")
+    markers = []
+    for marker in value:
+        if marker is None:  # YAML reads a bare null as None: the marker is what was written
+            markers.append("null")
+        elif isinstance(marker, (str, int, float)) and not isinstance(marker, bool):
+            markers.append(str(marker))
+        else:
+            raise _fail(key, f"expected text or numbers as missing-value markers, got "
+                             f"{_describe(marker)}")
+    return tuple(markers)
 
 
 @dataclass(frozen=True)
@@ -349,6 +381,10 @@ SCHEMA: dict[str, Any] = {
         "normalize": Field("standard", choice(NORMALIZE_NAMES)),
         "normalize_target": Field("standard", choice(TARGET_NORMALIZE_NAMES),
                                   dump_default=False),
+        "columns": Field({}, _check_columns),
+        "na_values": Field(DEFAULT_NA_VALUES, _check_na_values),
+        "missing": Field("impute", choice(("impute", "error"))),
+        "test_split": Field(0.0, number(minimum=0.0, maximum=1.0, strict_max=True)),
     },
     "model": {
         "hidden": Field((), _check_hidden),

@@ -52,6 +52,30 @@ def _summary(cfg: Config, input_dim: int | None, classes: list[str] | None,
     return info
 
 
+def columns_info(encoding: Any) -> list[dict[str, Any]]:
+    """Every column of a table ``encoding`` (:class:`nncli.data.Encoding`) in file order:
+    name, type (number | category | ignore), category count and inputs."""
+    columns: list[dict[str, Any]] = [
+        {"name": c.name, "type": c.type,
+         "categories": len(c.categories) if c.type == "category" else None,
+         "missing_level": c.missing_level if c.type == "category" else None,
+         "inputs": c.width} for c in encoding.columns]
+    columns += [{"name": name, "type": "ignore", "categories": None, "missing_level": None,
+                 "inputs": 0} for name in encoding.ignored]
+    return columns
+
+
+def _table_encoding(raw: Any, cfg: Config) -> Any:
+    """The encoding the training table gets, fitted on all its rows (training fits it on
+    the rows left after val_split and test_split); None for other sources."""
+    from nncli.data import Encoding
+
+    if raw.levels is None:
+        return None
+    return Encoding.fit(raw.X, raw.levels, raw.features or [], raw.ignored or [],
+                        cfg.data.missing, raw.source)
+
+
 def info_for_config(path: str | Path, overrides: tuple[str, ...] = ()
                     ) -> tuple[dict[str, Any], str | None]:
     """Describe the config at ``path``; returns (info, warning). Reads the training data for
@@ -64,10 +88,13 @@ def info_for_config(path: str | Path, overrides: tuple[str, ...] = ()
     try:
         raw = read_source(cfg.data.train, cfg.data)
         classes = sort_classes(raw.labels.tolist())
-        shape = raw.input_shape
+        encoding = _table_encoding(raw, cfg)
+        shape = raw.input_shape if encoding is None else (encoding.width,)
         input_dim = int(np.prod(shape))
         info = _summary(cfg, input_dim, classes, shape)
         info["data"] = {"train": cfg.data.train, "n": int(raw.X.shape[0]), "kind": raw.kind}
+        if encoding is not None:
+            info["columns"] = columns_info(encoding)
     except NncliError as exc:
         warning = f"cannot read the training data ({exc}); sizes that depend on it are unknown"
         info = _summary(cfg, input_dim, classes, shape)
@@ -84,6 +111,8 @@ def info_for_checkpoint(path: str | Path) -> dict[str, Any]:
     info = _summary(cfg, int(np.prod(ckpt.input_shape)), ckpt.classes, ckpt.input_shape)
     info["checkpoint"] = {"path": str(path), "epoch": ckpt.epoch, "step": ckpt.step,
                           "dtype": str(ckpt.model.dtype), "normalize": ckpt.normalization.kind}
+    if ckpt.encoding is not None:
+        info["columns"] = columns_info(ckpt.encoding)
     info["config"] = cfg.to_dict()
     return info
 

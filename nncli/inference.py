@@ -26,11 +26,14 @@ from nncli.data import (
     TABLE_SUFFIXES,
     Normalization,
     RawData,
-    align_features,
     check_shape,
     encode_labels,
+    encode_table,
     read_source,
+    reader_config,
 )
+from nncli.data.cells import na_set
+from nncli.data.encoding import Counts, warn_counts
 from nncli.data.prepare import scaled_targets
 from nncli.errors import NncliError
 from nncli.metrics import (
@@ -43,7 +46,7 @@ from nncli.metrics import (
     per_class_report,
 )
 from nncli.nn.losses import softmax
-from nncli.streaming import Failure, Rows, TableReader, image_batches, numbers_in
+from nncli.streaming import ColumnKinds, Failure, Rows, TableReader, image_batches, numbers_in
 from nncli.text import printable, surrogates_as_bytes, tsv_cell
 
 # ---------------------------------------------------------------- what a checkpoint expects
@@ -73,6 +76,7 @@ def expectation(ckpt: Checkpoint, checkpoint: str | Path) -> str:
         return f"{checkpoint} was trained on images ({size}, mode {image.mode})"
     if kind == "table":
         features = ckpt.features or []
+        dim = len(features) if ckpt.encoding is not None else dim  # columns, not inputs
         return (f"{checkpoint} was trained on table rows with {dim} features "
                 f"({_listed(features, 6)})")
     return f"{checkpoint} was trained on arrays of shape {shape} ({dim} values per example)"
@@ -131,9 +135,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt.config
     _check_data_kind(ckpt, checkpoint, Path(data))
-    raw = read_source(data, cfg.data)
+    raw = read_source(data, reader_config(cfg.data, ckpt.encoding, ckpt.features))
     _check_data_kind(ckpt, checkpoint, Path(data), raw)
-    raw = align_features(raw, ckpt.features, "eval")
+    raw = encode_table(raw, ckpt.encoding, "eval", ckpt.features)
     check_shape(raw, ckpt.input_shape, "eval")
     regression = cfg.task == "regression"
     y = scaled_targets(raw, target_normalization(ckpt), ckpt.model.dtype) if regression \
@@ -212,8 +216,16 @@ class Predictor:
         self.features: list[str] | None = self.ckpt.features
         self.dim = int(np.prod(self.ckpt.input_shape))
         self.expects = expectation(self.ckpt, checkpoint)
-        self.table = TableReader(self.features, self.ckpt.config.data.label_column, self.dim,
-                                 self.expects)
+        self.encoding = self.ckpt.encoding
+        self.counts = Counts()  # what encoding the rows of this run imputed or did not know
+        kinds = None
+        if self.encoding is not None:
+            cfg = self.ckpt.config.data
+            kinds = ColumnKinds(tuple(c.type for c in self.encoding.columns),
+                                na_set(cfg.na_values), tuple(self.encoding.ignored))
+        self.table = TableReader(self.features, self.ckpt.config.data.label_column,
+                                 len(self.encoding.columns) if self.encoding else self.dim,
+                                 self.expects, kinds)
 
     @property
     def classes(self) -> list[str]:
@@ -225,7 +237,7 @@ class Predictor:
         if self.kind == "images":
             return "image paths (or folders)"
         names = f" ({_listed(self.features, 6)})" if self.features else ""
-        return f"table rows of {self.dim} comma-separated feature values{names}"
+        return f"table rows of {self.table.dim} comma-separated feature values{names}"
 
     def run(self, inputs: Sequence[str], stdin: IO[str] | None = None,
             top_k: int = 1) -> Iterator[list[Result]]:
@@ -242,6 +254,14 @@ class Predictor:
             return
         for rows in self.table.batches(inputs, stdin):
             yield [rows] if isinstance(rows, Failure) else self._predict_rows(rows, top_k)
+        self.warn_encoding()
+
+    def warn_encoding(self) -> None:
+        """The one ``warning:`` (each) for the missing values imputed and the categories
+        not seen in training among the rows predicted so far; the counts start over."""
+        if self.encoding is not None:
+            warn_counts("predict", self.counts, self.encoding)
+        self.counts = Counts()
 
     def predict(self, items: Sequence[str], first_row: int = 1, top_k: int = 1
                 ) -> list[Prediction | ValuePrediction]:
@@ -252,6 +272,7 @@ class Predictor:
         else:
             results = self._predict_rows(
                 self.table.rows(list(items), itertools.count(first_row)), top_k)
+            self.warn_encoding()
         for result in results:
             if isinstance(result, Failure):
                 raise result.error
@@ -308,10 +329,33 @@ class Predictor:
         return [r for r in results if r is not None]
 
     def _predict_rows(self, rows: Rows, top_k: int) -> list[Result]:
-        X_raw, good, failures = self.table.parse(rows)
+        if self.encoding is None:
+            X_raw, good, failures = self.table.parse(rows)
+        else:
+            X_raw, good, failures = self._encoded_rows(rows)
         return self._merge(len(rows.lines), failures, good, X_raw,
                            [str(rows.numbers[i]) for i in good],
                            [rows.places[i] for i in good], top_k)
+
+    def _encoded_rows(self, rows: Rows) -> tuple[np.ndarray, list[int], dict[int, Failure]]:
+        """The encoded inputs X: (M, D) of the rows that parse, their indices in ``rows``,
+        and a Failure for each other row (with ``missing: error``, a row missing a value)."""
+        X_raw, levels, good, failures = self.table.parse_columns(rows)
+        encoding = self.encoding
+        gaps = np.isnan(X_raw)
+        if encoding.missing == "error" and gaps.any():
+            refused = gaps.any(axis=1)
+            for row in np.flatnonzero(refused).tolist():
+                i, j = good[row], int(np.argmax(gaps[row]))
+                failures[i] = Failure(str(rows.numbers[i]), NncliError(
+                    f"{rows.places[i]}: missing value (column {encoding.names[j]}; "
+                    f"data.missing is error)"))
+            X_raw = X_raw[~refused]
+            good = [i for i, bad in zip(good, refused.tolist()) if not bad]
+        X, counts = encoding.transform(X_raw, levels, lambda row: rows.places[good[row]],
+                                       in_place=True)
+        self.counts.add(counts)
+        return X, good, failures
 
     def _predict_images(self, items: list[str | Failure], top_k: int) -> list[Result]:
         failures: dict[int, Failure] = {}

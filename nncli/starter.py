@@ -7,8 +7,11 @@ unless told to). Nothing here prints: notes go to the ``nncli`` logger.
 Choices, for a baseline that trains out of the box:
 
 - The data is read exactly as training will read it (:func:`nncli.data.load_training_data`
-  on the config's own data section), so an unreadable file, a non-numeric feature column,
-  a single class or a float32 overflow is the same one-line error now, not at ``train``.
+  on the config's own data section), so an unreadable file, a column mixing numbers and
+  text, a single class or a float32 overflow is the same one-line error now, not at
+  ``train``. A table with columns that are not all numbers gets ``data.columns`` with
+  every column's inferred type written out; a category column whose values nearly all
+  differ (an identifier: a name, a date string) is written as ``ignore``.
   For an image folder that decodes every image once, into the image cache that ``train``
   then reads.
 - Paths are written as typed (``Path(DATA)``): relative paths in a config are relative to
@@ -67,19 +70,22 @@ import yaml
 
 from nncli.config import config_from_dict
 from nncli.data import (
+    DEFAULT_NA_VALUES,
     TABLE_SUFFIXES,
     TrainingData,
     is_number,
     load_training_data,
     make_dataset,
+    na_set,
     read_source,
+    reader_config,
     source_kind,
 )
+from nncli.data.encoding import looks_like_identifier
 from nncli.errors import NncliError
 
 log = logging.getLogger("nncli")
-# The usual markers of a missing value (SPEC's data.na_values defaults).
-MISSING_MARKERS = frozenset({"NA", "N/A", "NaN", "nan", "null", "None", "?"})
+MISSING_MARKERS = na_set(DEFAULT_NA_VALUES)  # a cell that is no label: missing
 
 LABEL_NAMES = ("label", "labels", "target", "class", "y", "species", "category", "outcome",
                "diagnosis")
@@ -210,41 +216,43 @@ def guess_label_column(header: Sequence[str], sample: Sequence[Sequence[str]]
         if wanted in by_name:
             return by_name[wanted], "named like a label column"
     text_columns = [name for j, name in enumerate(header)
-                    if any(j < len(row) and row[j].strip() and not is_number(row[j])
-                           for row in sample)]
+                    if any(j < len(row) and row[j].strip() not in MISSING_MARKERS
+                           and not is_number(row[j]) for row in sample)]
     if len(text_columns) == 1:
         return text_columns[0], "the only column that is not numeric"
     return header[-1], "the last column"
 
 
-def _table_hint(header: Sequence[str], sample: Sequence[Sequence[str]], label_column: str,
-                why: str) -> str:
-    """What to add to a table's read error: the feature columns holding text, and how the
-    label column was chosen when it was only a guess."""
-    def text_cells(j: int) -> set[str]:
-        return {row[j].strip() for row in sample
-                if j < len(row) and row[j].strip() and not is_number(row[j])}
-
-    columns = {name: text_cells(j) for j, name in enumerate(header) if name != label_column}
-    # Cells like NA or ? mark missing numbers: they make a column "missing values", not
-    # "text" (the reader's own error names the line).
-    text = [name for name, cells in columns.items() if cells - MISSING_MARKERS]
-    gaps = [name for name, cells in columns.items() if cells and cells <= MISSING_MARKERS]
-    hints = []
-    if gaps:
-        shown = ", ".join(f"'{name}'" for name in gaps[:5]) + (", ..." if len(gaps) > 5 else "")
-        hints.append(f"{shown} mark{'' if len(gaps) > 1 else 's'} missing values (e.g. "
-                     f"{sorted(columns[gaps[0]])[0]!r}), which this table reader does not "
-                     f"take: drop those rows")
-    if text:
-        shown = ", ".join(f"'{name}'" for name in text[:5]) + (", ..." if len(text) > 5 else "")
-        hints.append(f"feature column{'s' if len(text) > 1 else ''} {shown} "
-                     f"hold{'' if len(text) > 1 else 's'} text, and this table reader takes "
-                     f"numbers only: drop or encode {'them' if len(text) > 1 else 'it'}")
+def _table_hint(label_column: str, why: str) -> str:
+    """What to add to a table's read error: how the label column was chosen when it was
+    only a guess."""
     if why in ("the last column", "the only column that is not numeric"):
-        hints.append(f"the label column was taken to be '{label_column}' ({why}); name "
-                     f"another with --label-column")
-    return f" ({'; '.join(hints)})" if hints else ""
+        return (f" (the label column was taken to be '{label_column}' ({why}); name "
+                f"another with --label-column)")
+    return ""
+
+
+def _columns_entries(entries: list[_Entry], data: TrainingData
+                     ) -> tuple[list[_Entry], TrainingData]:
+    """``data.columns`` for a table with columns that are not numbers: every column's
+    inferred type, an identifier-like column (nearly every value distinct) ``ignore``d;
+    the data read again with them when one is. Nothing for a table of numbers."""
+    encoding = data.encoding
+    if encoding is None or all(c.type == "number" for c in encoding.columns):
+        return [], data
+    n = data.train.X.shape[0]
+    names = [c.name for c in encoding.columns
+             if c.type == "category" and looks_like_identifier(len(c.categories), n)]
+    columns = {c.name: "ignore" if c.name in names else c.type for c in encoding.columns}
+    columns.update(dict.fromkeys(encoding.ignored, "ignore"))
+    why = "each column's type, inferred from its values: number | category | ignore"
+    if names:
+        why += (f"; {', '.join(names)}: ignored, as nearly every value differs (an "
+                f"identifier?)")
+    added = [_Entry(None, comment=why, at="data"), _Entry("data.columns", columns)]
+    if names:
+        data = _load([*entries, *added])
+    return added, data
 
 
 def _table_entries(path: Path, label_column: str | None
@@ -262,10 +270,14 @@ def _table_entries(path: Path, label_column: str | None
     try:
         data = _load(entries)
     except NncliError as exc:
-        raise NncliError(f"{exc}{_table_hint(header, sample, label_column, why)}") from None
-    entries[0].comment = (f"a table: {_counted(data.train.X.shape[0], 'row')}, "
-                          f"{_counted(data.train.X.shape[1], 'numeric feature')}")
+        raise NncliError(f"{exc}{_table_hint(label_column, why)}") from None
+    added, data = _columns_entries(entries, data)
+    entries[0].comment = f"a table: {_counted(data.train.X.shape[0], 'row')}, " + (
+        _counted(data.train.X.shape[1], "numeric feature") if not added else
+        f"{_counted(len(data.encoding.columns), 'column')} -> "
+        f"{_counted(data.train.X.shape[1], 'input')} (one-hot categories)")
     entries[1].comment = why
+    entries += added
     counts = np.bincount(data.train.y, minlength=len(data.classes)).tolist()
     entries.append(_Entry(None, comment=_class_list(data.classes, counts, "rows"), at="data"))
     if len(data.classes) > MANY_CLASSES and len(data.classes) > data.train.X.shape[0] / 2:
@@ -388,8 +400,9 @@ def _sibling_test(path: Path, data: TrainingData, entries: Sequence[_Entry]) -> 
         return []
     cfg = config_from_dict(_doc(entries))
     try:
-        make_dataset(read_source(test, cfg.data), data.classes, data.normalization,
-                     cfg.train.dtype, "test", data.input_shape, data.features)
+        make_dataset(read_source(test, reader_config(cfg.data, data.encoding)), data.classes,
+                     data.normalization, cfg.train.dtype, "test", data.input_shape,
+                     data.features, data.encoding)
     except NncliError as exc:
         return [_Entry(None, comment=f"not used as data.test: {exc}", at="data"),
                 _Entry(None, comment=f"test: {_flow(str(test))}", at="data", wrap=False)]

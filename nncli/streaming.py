@@ -18,6 +18,11 @@ The rules (the README documents them):
   the rule for every table). A line of numbers is always a row: with numeric column names,
   a header on stdin counts as one only with the label column in it. Without a header a row
   holds the feature values in training column order.
+- A model trained on a table with an encoding (:class:`nncli.data.encoding.Encoding`)
+  takes rows as the training table came: text in its category columns, missing-value
+  markers anywhere (:meth:`TableReader.parse_columns`); columns it ignored may be in a
+  header or not. Its rows hold text, so a line is a header only when it names a training
+  column.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from nncli.data.cells import raw_columns
 from nncli.data.columns import feature_positions, label_positions, refuse_semicolon_header
 from nncli.data.labels import is_number
 from nncli.data.sources import NPZ_SUFFIXES, TABLE_SUFFIXES
@@ -232,18 +238,33 @@ class Rows:
     delimiter: str | None = None
 
 
+@dataclass(frozen=True)
+class ColumnKinds:
+    """How a model with a table encoding reads rows: each feature column's type (number
+    | category), the missing-value markers, and the training columns it ignores (which a
+    header may name or not)."""
+
+    types: tuple[str, ...]
+    na: frozenset[str]
+    ignored: tuple[str, ...] = ()
+
+
 class TableReader:
     """Reads table rows for a model trained on columns ``features`` (None for an array
-    model) with ``label_column``, D = ``dim`` values per row; ``expects`` (what the model
-    was trained on) starts the error for another kind of data."""
+    model) with ``label_column``, D = ``dim`` values per row (one per column); ``expects``
+    (what the model was trained on) starts the error for another kind of data. With
+    ``kinds`` (a model with a table encoding) cells may be text and missing values
+    (:meth:`parse_columns`)."""
 
     def __init__(self, features: Sequence[str] | None, label_column: str, dim: int,
-                 expects: str) -> None:
+                 expects: str, kinds: ColumnKinds | None = None) -> None:
         self.features = list(features) if features else None
         self.label_column = label_column
         self.dim = dim
         self.expects = expects
         self.in_order = Layout(dim, tuple(range(dim)))
+        self.kinds = kinds
+        self.ignored = set(kinds.ignored) if kinds else set()
 
     def batches(self, inputs: Sequence[str], stdin: IO[str] | None
                 ) -> Iterator[Rows | Failure]:
@@ -344,13 +365,17 @@ class TableReader:
         cells = [c.strip() for c in _cells(line, place=source)]
         _refuse_semicolons(cells, len(self.features), source)
         text = {c for c in cells if not is_number(c)}
+        named = {*self.features, self.label_column, *self.ignored}
+        if self.kinds is not None and "category" in self.kinds.types:
+            # rows hold text too: only a line naming a training column is a header
+            return self.layout_from_header(cells, source) if text & named else None
         if not text:
             # Numbers that are exactly the (numeric) column names, in any order, with or
             # without the label column: a header (pandas writes 0, 1, 2, ... as names).
             if sorted(cells) not in (sorted(self.features),
                                      sorted([*self.features, self.label_column])):
                 return None
-        elif not text & {*self.features, self.label_column} and (
+        elif not text & named and (
                 len(text) < len(cells) or len(cells) < 2):
             return None
         return self.layout_from_header(cells, source)
@@ -360,7 +385,8 @@ class TableReader:
         name, the label column (if there) skipped; for an array model (no column names),
         the columns other than the label column, in order."""
         label_at = label_positions(header, self.label_column, source)
-        keep = [i for i in range(len(header)) if i not in label_at]
+        keep = [i for i in range(len(header))
+                if i not in label_at and header[i] not in self.ignored]
         if not self.features:
             if len(keep) != self.dim:
                 raise NncliError(f"{source}: {len(keep)} feature columns; {self.expects}")
@@ -404,9 +430,9 @@ class TableReader:
             return None
         return X
 
-    def _parse_row(self, line: str, place: str, layout: Layout,
-                   delimiter: str | None = None) -> np.ndarray:
-        """One table row -> its feature values (D,) in training order."""
+    def _row_cells(self, line: str, place: str, layout: Layout,
+                   delimiter: str | None = None) -> list[str]:
+        """One table row -> its feature cells (D,), stripped, in training order."""
         cells = _cells(line, delimiter, place)
         if len(cells) == 1 and not is_number(cells[0]):
             what = self._not_a_row(cells[0].strip())
@@ -418,9 +444,13 @@ class TableReader:
                                  f"got {len(cells)}")
             raise NncliError(f"{place}: expected {layout.width} values like the header, "
                              f"got {len(cells)}")
+        return [cells[position].strip() for position in layout.positions]
+
+    def _parse_row(self, line: str, place: str, layout: Layout,
+                   delimiter: str | None = None) -> np.ndarray:
+        """One table row -> its feature values (D,) in training order."""
         values = np.empty(self.dim)
-        for j, position in enumerate(layout.positions):
-            cell = cells[position].strip()
+        for j, cell in enumerate(self._row_cells(line, place, layout, delimiter)):
             column = f" (column {self.features[j]})" if self.features else ""
             try:
                 values[j] = float(cell)
@@ -430,6 +460,38 @@ class TableReader:
             if not np.isfinite(values[j]):
                 raise NncliError(f"{place}: non-finite value {cell!r}{column}")
         return values
+
+    def parse_columns(self, rows: Rows) -> tuple[np.ndarray, list[list[str] | None],
+                                                 list[int], dict[int, Failure]]:
+        """For a model with a table encoding: the raw columns X: (M, D) of the rows that
+        parse (numbers; a category column's codes into ``levels[j]``; NaN where missing),
+        the levels, those rows' indices in ``rows``, and a Failure for each other row."""
+        assert self.kinds is not None
+        if "category" not in self.kinds.types:
+            X = self._parse_fast(rows)
+            if X is not None:
+                return X, [None] * self.dim, list(range(len(rows.lines))), {}
+        good: list[int] = []
+        table: list[list[str]] = []
+        failures: dict[int, Failure] = {}
+        for i, line in enumerate(rows.lines):
+            try:
+                table.append(self._row_cells(line, rows.places[i], rows.layout,
+                                             rows.delimiter))
+                good.append(i)
+            except NncliError as exc:
+                failures[i] = Failure(str(rows.numbers[i]), exc)
+        if not table:
+            return np.empty((0, self.dim)), [None] * self.dim, [], failures
+        cells = np.empty((len(table), self.dim), dtype=object)
+        cells[:] = table
+        X, levels, problems = raw_columns(cells, list(self.kinds.types), self.kinds.na)
+        for row, (j, why) in problems.items():
+            i = good[row]
+            failures[i] = Failure(str(rows.numbers[i]), NncliError(
+                f"{rows.places[i]}: {why} (column {self.features[j]})"))
+        kept = [row for row in range(len(good)) if row not in problems]
+        return X[kept], levels, [good[row] for row in kept], failures
 
     @staticmethod
     def _not_a_row(text: str) -> str | None:

@@ -554,7 +554,7 @@ class Trainer:
             normalization=data.normalization, epoch=state.epoch, step=state.step,
             optimizer_state=self.optimizer.state_arrays(),  # already copies
             resume=state.resume_state(), features=data.features, data_kind=data.kind,
-            class_weights=self.objective.class_weights,
+            class_weights=self.objective.class_weights, encoding=data.encoding,
             target_shift=data.target_shift if self.regression else None,
             target_scale=data.target_scale if self.regression else None,
         )

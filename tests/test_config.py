@@ -37,6 +37,11 @@ SPEC_DEFAULTS = {
         "image": {"size": None, "mode": "L"},
         "label_column": "label",
         "normalize": "standard",
+        # SPEC "Tables as they come" (issue 12)
+        "columns": {},
+        "na_values": ["", "NA", "N/A", "NaN", "nan", "null", "None", "?"],
+        "missing": "impute",
+        "test_split": 0.0,
     },
     "model": {"hidden": [], "activation": "relu", "init": "auto"},
     "loss": {"type": "softmax", "margin": 1.0, "class_weight": None},

@@ -256,7 +256,8 @@ def mixed_image_sizes(root: Path):
 
 def csv_missing_value(root: Path):
     data = table(root, ["a,b,label", *GOOD_ROWS[:2], "3.0,,cat", GOOD_ROWS[3]])
-    return train(root, config(root, data)), "bad.csv: line 4"
+    # no missing-value markers: a blank cell is an error (by default it is imputed)
+    return train(root, config(root, data, data={"na_values": []})), "bad.csv: line 4"
 
 
 def csv_non_numeric(root: Path):
@@ -271,7 +272,8 @@ def csv_ragged_row(root: Path):
 
 def csv_nan_value(root: Path):
     data = table(root, ["a,b,label", *GOOD_ROWS[:3], "nan,1.0,dog"])
-    return train(root, config(root, data)), "bad.csv: line 5"
+    # no missing-value markers: nan is a non-finite number (by default it marks a gap)
+    return train(root, config(root, data, data={"na_values": []})), "bad.csv: line 5"
 
 
 def csv_duplicate_label_column(root: Path):

@@ -256,7 +256,7 @@ def test_the_library_never_prints(tmp_path: Path, capsys: pytest.CaptureFixture[
     (lambda d: (d / "bin.csv").write_bytes(b"\xff\xfe\x00garbage") and d / "bin.csv",
      "bin.csv: not a UTF-8 text table"),
     (lambda d: write(d / "one.csv", "a,label\n1,x\n2,x\n"), "found only one class ('x')"),
-    (lambda d: write(d / "s.csv", "a,color,label\n1,red,x\n2,blue,y\n"),
+    (lambda d: write(d / "s.csv", "a,color,label\n1,red,x\n2,3,y\n"),  # text, then a number
      "feature column 'color' holds text"),
     (lambda d: (d / "empty").mkdir() or d / "empty", "empty: empty folder"),
     (lambda d: png(d / "imgs" / "a" / "0.png", np.zeros((4, 4))) and

@@ -4,6 +4,8 @@ The rooms, bottom up (each imports only those above it in this list):
 
 - :mod:`~nncli.data.types`: the nouns — :class:`RawData` (what a source holds),
   :class:`Normalization`, :class:`Dataset`, :class:`TrainingData`;
+- :mod:`~nncli.data.cells`: what a table cell is (a missing-value marker, a number,
+  text), decided per distinct value;
 - :mod:`~nncli.data.labels`: class names from label text, their order, class indices and
   class weights; :mod:`~nncli.data.columns`: the one rule that matches a table's columns by
   name;
@@ -11,6 +13,8 @@ The rooms, bottom up (each imports only those above it in this list):
   :mod:`~nncli.data.npzfile`), :mod:`~nncli.data.images` (with
   :mod:`~nncli.data.folders`, the listing, and :mod:`~nncli.data.imagecache`);
 - :mod:`~nncli.data.sources`: the registry, kind -> suffixes and reader;
+- :mod:`~nncli.data.encoding`: a table's columns as the network's inputs (imputation,
+  one-hot), learned on the training rows and stored in the checkpoint;
 - :mod:`~nncli.data.normalize`, :mod:`~nncli.data.splits` and
   :mod:`~nncli.data.prepare` (:func:`load_training_data`).
 
@@ -37,7 +41,10 @@ _HOMES = {
                 "read_npz", "read_source", "read_table", "source_kind"),
     "normalize": ("fit_normalization",),
     "splits": ("stratified_split",),
-    "prepare": ("check_shape", "load_training_data", "make_dataset"),
+    "prepare": ("check_columns_key", "check_shape", "encode_table", "load_training_data",
+                "make_dataset", "reader_config"),
+    "cells": ("DEFAULT_NA_VALUES", "ColumnCells", "na_set", "raw_columns"),
+    "encoding": ("Column", "Counts", "Encoding", "warn_counts"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 

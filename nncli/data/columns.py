@@ -111,6 +111,7 @@ def align_features(raw: RawData, features: Sequence[str] | None,
     if not features or raw.features is None or list(raw.features) == list(features):
         return raw
     order = feature_positions(raw.features, features, raw.source, role)
+    levels = None if raw.levels is None else [raw.levels[i] for i in order]
     return RawData(X=raw.X[:, order], labels=raw.labels, input_shape=raw.input_shape,
                    source=raw.source, kind=raw.kind, features=list(features),
-                   label_lines=raw.label_lines)
+                   label_lines=raw.label_lines, levels=levels, ignored=raw.ignored)

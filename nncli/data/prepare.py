@@ -1,17 +1,20 @@
-"""Preparation: a config's sources read, split, label-encoded and normalized into
-:class:`~nncli.data.types.Dataset` splits in the compute dtype
+"""Preparation: a config's sources read, split, label-encoded, column-encoded and
+normalized into :class:`~nncli.data.types.Dataset` splits in the compute dtype
 (:func:`load_training_data`), and another source prepared with the training data's
-classes, columns and normalization (:func:`make_dataset`).
+classes, columns, encoding and normalization (:func:`make_dataset`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nncli.data.columns import align_features
+from nncli.data.encoding import Encoding, warn_counts
 from nncli.data.labels import encode_labels, numeric_targets, sort_classes
 from nncli.data.normalize import fit_normalization
 from nncli.data.sources import read_source
@@ -20,7 +23,7 @@ from nncli.data.types import Dataset, Normalization, RawData, TrainingData
 from nncli.errors import NncliError
 
 if TYPE_CHECKING:
-    from nncli.config import Config
+    from nncli.config import Config, DataConfig
 
 
 def check_shape(raw: RawData, input_shape: tuple[int, ...], role: str) -> None:
@@ -42,16 +45,47 @@ def scaled_targets(raw: RawData, target: Normalization, dtype: str) -> np.ndarra
     return target.apply(t[:, None], dtype)[:, 0]
 
 
+def encode_table(raw: RawData, encoding: Encoding | None, role: str,
+                 features: Sequence[str] | None = None) -> RawData:
+    """``raw`` with its columns matched to the training columns by name and, for a model
+    with an ``encoding``, its raw columns encoded: X (N, C) -> (N, D), one ``warning:``
+    line for what was imputed or unseen. ``raw`` is consumed (X may be filled in place)."""
+    raw = align_features(raw, encoding.names if encoding else features, role)
+    if encoding is None or raw.levels is None:
+        return raw
+    if raw.X.shape[1] != len(encoding.columns):
+        raise NncliError(f"{raw.source}: {role} examples have {raw.X.shape[1]} columns, the "
+                         f"training table has {len(encoding.columns)}")
+    X, counts = encoding.transform(raw.X, raw.levels, Normalization.rows_of(raw),
+                                   in_place=True)
+    warn_counts(raw.source, counts, encoding)
+    return dataclasses.replace(raw, X=X, input_shape=(X.shape[1],), levels=None)
+
+
+def reader_config(data_cfg: DataConfig, encoding: Encoding | None,
+                  features: Sequence[str] | None = None) -> Any:
+    """The data config that reads another table as the training table was read: the
+    training columns' types (inferred ones too) as ``data.columns``. A table model without
+    an encoding (trained before nncli encoded tables) reads numbers only, as it did."""
+    if encoding is not None:
+        return dataclasses.replace(data_cfg, columns=encoding.declared())
+    if features:
+        return dataclasses.replace(data_cfg, columns=dict.fromkeys(features, "number"),
+                                   na_values=())
+    return data_cfg
+
+
 def make_dataset(raw: RawData, classes: Sequence[str], norm: Normalization,
                  dtype: str, role: str, input_shape: tuple[int, ...],
                  features: Sequence[str] | None = None,
+                 encoding: Encoding | None = None,
                  target: Normalization | None = None) -> Dataset:
     """Encode labels (or, with the training ``target`` normalization of a regression, scale
-    the targets) and normalize features of a non-training source with training stats.
+    the targets) and features of a non-training source with the training statistics.
 
     ``raw`` is consumed: its features may be normalized in place (no second copy of them).
     """
-    raw = align_features(raw, features)
+    raw = encode_table(raw, encoding, role, features)
     check_shape(raw, input_shape, role)
     y = encode_labels(raw.labels, classes, raw.source, raw.label_lines) if target is None \
         else scaled_targets(raw, target, dtype)
@@ -72,53 +106,114 @@ def _classes_and_labels(raw: RawData, source: str, regression: bool
     return classes, encode_labels(raw.labels, classes, raw.source, raw.label_lines)
 
 
+def check_columns_key(raw: RawData, d: DataConfig) -> None:
+    """``data.columns`` must name columns of the training table other than the label."""
+    if d.columns and raw.kind != "table":
+        raise NncliError(f"config key 'data.columns': {d.train} is no table (data.columns "
+                         f"types a table's columns)")
+    header = [*(raw.features or []), *(raw.ignored or [])]
+    for name in d.columns:
+        if name == d.label_column:
+            raise NncliError(f"config key 'data.columns.{name}': '{name}' is the label "
+                             f"column (data.label_column); data.columns types the features")
+        if name not in header:
+            close = difflib.get_close_matches(name, header, n=1)
+            hint = f" — did you mean '{close[0]}'?" if close else ""
+            raise NncliError(f"config key 'data.columns.{name}': no column '{name}' in "
+                             f"{d.train}{hint} (columns: {', '.join(header[:12])}"
+                             f"{', ...' if len(header) > 12 else ''})")
+
+
+def _hold_out(y: np.ndarray, fraction: float, rng: np.random.Generator, what: str,
+              source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified (keep, held) indices of y: (N,), holding out at least one example."""
+    keep, held = stratified_split(y, fraction, rng)
+    if held.size == 0:
+        raise NncliError(f"config key 'data.{what}': {fraction:g} holds out no examples of "
+                         f"{source} (a class needs 2 or more examples to lend one to "
+                         f"{'validation' if what == 'val_split' else 'the test set'})")
+    return keep, held
+
+
+def _split_rows(cfg: Config, y: np.ndarray, splits: Sequence[str]
+                ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """(train, val, test) row indices of the training source (None: all rows / none):
+    ``test_split`` is held out first (stratified), then ``val_split`` of the rest."""
+    d = cfg.data
+    if d.test_split > 0 and d.test is not None:
+        raise NncliError("config keys 'data.test' and 'data.test_split': give one test set "
+                         "(a file, or a fraction of data.train), not both")
+    rows = test = val = None
+    if d.test_split > 0 and "test" in splits:
+        rows, test = _hold_out(y, d.test_split, np.random.default_rng([cfg.seed, 4]),
+                               "test_split", d.train)
+    if d.val_split > 0 and d.val is None and "val" in splits:
+        y_rest = y if rows is None else y[rows]
+        keep, held = _hold_out(y_rest, d.val_split, np.random.default_rng([cfg.seed, 2]),
+                               "val_split", d.train)
+        rows, val = (keep, held) if rows is None else (rows[keep], rows[held])
+    return rows, val, test
+
+
+def _held_part(raw: RawData, y: np.ndarray, rows: np.ndarray | None, norm: Normalization,
+               dtype: str, classes: list[str], what: str) -> Dataset | None:
+    """The rows ``rows`` of the training source (encoded, not yet normalized) as the
+    held-out split ``what`` (e.g. ``val_split 0.2``); None without rows."""
+    if rows is None:
+        return None
+    return Dataset(norm.apply(raw.X[rows], dtype, Normalization.rows_of(raw, rows),
+                              overwrite=True), y[rows], classes, f"{raw.source} ({what})")
+
+
 def load_training_data(cfg: Config, splits: Sequence[str] = ("train", "val", "test"),
                        dtype: str | None = None) -> TrainingData:
-    """Read, split, label-encode and normalize the data of ``cfg``.
+    """Read, split, label-encode, column-encode and normalize the data of ``cfg``.
 
-    Classes and normalization are learned on the training part only (after ``val_split``).
-    ``splits`` limits which of val/test are read (train always is).
+    Classes, the table's encoding and the normalization are learned on the training part
+    only (after ``test_split`` and ``val_split``). ``splits`` limits which of val/test are
+    read (train always is).
     """
     d = cfg.data
     dtype = dtype or cfg.train.dtype
     raw = read_source(d.train, d)
+    check_columns_key(raw, d)
     regression = cfg.task == "regression"
     classes, y = _classes_and_labels(raw, d.train, regression)
-    X = raw.X
-    val: Dataset | None = None
-    norm_X_val = None
-    keep = held = None
-    if d.val_split > 0 and d.val is None and "val" in splits:
-        keep, held = stratified_split(np.zeros(len(y), np.int64) if regression else y,
-                                      d.val_split, np.random.default_rng([cfg.seed, 2]))
-        if held.size == 0:
-            raise NncliError(f"config key 'data.val_split': {d.val_split:g} holds out no "
-                             f"examples of {d.train} (a class needs 2 or more examples to lend "
-                             f"one to validation)")
-        norm_X_val, y_val = X[held], y[held]
-        X, y = X[keep], y[keep]
+    # a regression's hold-outs are plain random ones (one stratum)
+    keep, held, tested = _split_rows(cfg, np.zeros(len(y), np.int64) if regression else y,
+                                     splits)
+    encoding = None
+    if raw.levels is not None:
+        train_X = raw.X if keep is None else raw.X[keep]
+        encoding = Encoding.fit(train_X, raw.levels, raw.features or [], raw.ignored or [],
+                                d.missing, raw.source)
+        del train_X
+        raw = encode_table(raw, encoding, "train")
+    X = raw.X if keep is None else raw.X[keep]
     norm = fit_normalization(X, d.normalize, raw.kind == "images")
-    target = fit_normalization(y[:, None], d.normalize_target, False) if regression else None
-    if target is not None:
+    if encoding is not None:
+        norm = encoding.one_hot_unscaled(norm)
+    target = None
+    if regression:  # fit on the training part, applied to every part
+        target = fit_normalization((y if keep is None else y[keep])[:, None],
+                                   d.normalize_target, False)
         y = target.apply(y[:, None], dtype)[:, 0]
-        y_val = None if norm_X_val is None else target.apply(y_val[:, None], dtype)[:, 0]
-    train = Dataset(norm.apply(X, dtype, Normalization.rows_of(raw, keep), overwrite=True), y,
-                    classes, raw.source)
+    train = Dataset(norm.apply(X, dtype, Normalization.rows_of(raw, keep), overwrite=True),
+                    y if keep is None else y[keep], classes, raw.source)
+    del X
+    val = _held_part(raw, y, held, norm, dtype, classes, f"val_split {d.val_split}")
+    test = _held_part(raw, y, tested, norm, dtype, classes, f"test_split {d.test_split}")
     del raw.X  # normalized in place above when possible: drop the only other reference
-    if norm_X_val is not None:
-        val = Dataset(norm.apply(norm_X_val, dtype, Normalization.rows_of(raw, held),
-                                 overwrite=True), y_val,
-                      classes, f"{raw.source} (val_split {d.val_split})")
-    elif d.val is not None and "val" in splits:
-        val = make_dataset(read_source(d.val, d), classes, norm, dtype, "val", raw.input_shape,
-                           raw.features, target)
-    test = None
-    if d.test is not None and "test" in splits:
-        test = make_dataset(read_source(d.test, d), classes, norm, dtype, "test",
-                            raw.input_shape, raw.features, target)
+    input_shape = raw.input_shape
+    if val is None and d.val is not None and "val" in splits:
+        val = make_dataset(read_source(d.val, reader_config(d, encoding)), classes, norm,
+                           dtype, "val", input_shape, raw.features, encoding, target)
+    if test is None and d.test is not None and "test" in splits:
+        test = make_dataset(read_source(d.test, reader_config(d, encoding)), classes, norm,
+                            dtype, "test", input_shape, raw.features, encoding, target)
     shift, scale = (0.0, 1.0) if target is None or target.shift is None else (
         float(target.shift[0]), float(target.scale[0]))
     return TrainingData(train=train, val=val, test=test, classes=classes,
-                        input_shape=raw.input_shape, normalization=norm,
+                        input_shape=input_shape, normalization=norm,
                         features=raw.features, kind=raw.kind, task=cfg.task,
-                        target_shift=shift, target_scale=scale)
+                        target_shift=shift, target_scale=scale, encoding=encoding)

@@ -40,10 +40,12 @@ def read_folder(path: Path, data_cfg: DataConfig) -> RawData:
 
 def read_table(path: Path, data_cfg: DataConfig) -> RawData:
     """A delimited text table with a header (:func:`nncli.data.tables.load_table`), split
-    on its suffix's delimiter; ``data_cfg.label_column`` holds the labels."""
+    on its suffix's delimiter; ``data_cfg.label_column`` holds the labels, ``columns`` and
+    ``na_values`` say how the other columns are read."""
     from nncli.data.tables import load_table
 
-    return load_table(path, TABLE_SUFFIXES[path.suffix.lower()], data_cfg.label_column)
+    return load_table(path, TABLE_SUFFIXES[path.suffix.lower()], data_cfg.label_column,
+                      data_cfg.columns, data_cfg.na_values)
 
 
 def read_npz(path: Path, data_cfg: DataConfig) -> RawData:

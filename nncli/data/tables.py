@@ -2,18 +2,23 @@
 
 Memory grows with the data present, never with ``rows x columns`` string objects: the rows
 are read in chunks of about :data:`CHUNK_CELLS` cells (and at most :data:`CHUNK_CHARS`
-characters) straight into a preallocated float64 ``X: (N, D)``; the labels are kept as
-one ``str`` per distinct value. Each chunk takes one of two paths:
+characters) straight into a preallocated float64 ``X: (N, D)``; the labels, and the texts
+of a category column, are kept as one ``str`` per distinct value. Each chunk takes one of
+two paths:
 
-- fast: a chunk with no quote character, no control character NumPy would read as blank,
-  and no line longer than :data:`FIELD_LIMIT` is parsed by ``np.loadtxt(dtype=float64)``
-  (C speed, no strings made) after a per-line field count;
+- fast: a chunk of numbers only (no category column yet), with no quote character, no
+  control character NumPy would read as blank, no line longer than :data:`FIELD_LIMIT`
+  and no label that is missing, is parsed by ``np.loadtxt(dtype=float64)`` (C speed, no
+  strings made) after a per-line field count;
 - exact: anything else, and any chunk the fast path rejects, is read with ``csv.reader``
-  and ``float()`` per field, and its first bad row gives the error (line, column, what is
-  wrong) in file order — the same messages as ever.
+  and each column typed at once (:class:`nncli.data.cells.ColumnCells`: missing-value
+  markers, numbers, text, decided per distinct value); its first bad cell gives the error
+  (line, column, what is wrong) in file order.
 
-Both paths give the same numbers (``float()``'s correctly rounded parse). A
-``KeyboardInterrupt`` between or inside chunks propagates: nothing here catches it.
+A column's type is declared (``data.columns``) or taken from its first value; a later
+value of the other kind is the mixed-column error. Both paths give the same numbers
+(``float()``'s correctly rounded parse). A ``KeyboardInterrupt`` between or inside chunks
+propagates: nothing here catches it.
 """
 
 from __future__ import annotations
@@ -21,11 +26,10 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import chain
@@ -33,6 +37,15 @@ from pathlib import Path
 
 import numpy as np
 
+from nncli.data.cells import (
+    BLANK,
+    NONFINITE,
+    NUMBER,
+    TEXT,
+    ColumnCells,
+    cell_problem,
+    na_set,
+)
 from nncli.data.columns import label_column_index
 from nncli.data.labels import canonical_label
 from nncli.data.types import RawData
@@ -54,12 +67,15 @@ _FAST_UNSAFE = re.compile(r'["\x00\x1c-\x1f]')
 @dataclass
 class TableRows:
     """The parsed body of a table: ``X: (N, D)`` float64 features in file column order
-    (label column left out), ``labels: (N,)`` canonical class names, ``lines: (N,)`` the
-    file line of each row (the last line of a row that spans several)."""
+    (label and ignored columns left out; NaN where missing; a category column's codes),
+    ``labels: (N,)`` canonical class names, ``lines: (N,)`` the file line of each row (the
+    last line of a row that spans several), ``levels[j]`` category column j's texts in code
+    order (None for a number column)."""
 
     X: np.ndarray
     labels: np.ndarray
     lines: np.ndarray
+    levels: list[list[str] | None]
 
 
 class TableFile:
@@ -102,14 +118,17 @@ class TableFile:
                 newlines += block.count(b"\n") + block.count(b"\r")
         return max(1, min(newlines + 1, info.st_size // (2 * n_columns - 1) + 1))
 
-    def read_rows(self, label_index: int, canonical: Callable[[str], str]) -> TableRows:
+    def read_rows(self, label_index: int, canonical: Callable[[str], str],
+                  spec: ColumnTypes) -> TableRows:
         """Parse every row after the header. ``canonical(text)`` maps a stripped label
-        cell to its class name (called once per distinct cell)."""
+        cell to its class name (called once per distinct cell); ``spec`` says how each
+        column is read."""
         n_columns = len(self.header)
-        state = _Parse(self, label_index, n_columns, self._capacity(n_columns), canonical)
+        state = _Parse(self, label_index, n_columns, self._capacity(n_columns), canonical,
+                       spec)
         for lines, first_line in self._chunks(n_columns):
             state.chunk(lines, first_line)
-        return state.finish()
+        return state.finish(self.header[label_index])
 
     def _chunks(self, n_columns: int) -> Iterator[tuple[list[str], int]]:
         """Lists of raw lines (each ≤ CHUNK_CELLS cells and ~CHUNK_CHARS characters) and
@@ -163,45 +182,57 @@ def _is_blank(row: list[str]) -> bool:
     return not row or (len(row) == 1 and not row[0].strip())
 
 
-def diagnose_row(path: Path, line: int, row: list[str], n_columns: int,
-                 label_index: int) -> NncliError | None:
-    """The error of one csv row (field count, then each cell left to right), or None."""
+def field_count_error(path: Path, line: int, row: list[str],
+                      n_columns: int) -> NncliError | None:
+    """The error of a csv row with another number of fields than the header, or None."""
     if len(row) != n_columns:
         return NncliError(f"{path}: line {line}: expected {n_columns} fields like the "
                           f"header, got {len(row)}")
-    for col, cell in enumerate(row):
-        if col == label_index:
-            if not cell.strip():
-                return NncliError(f"{path}: line {line}: missing label")
-            continue
-        if not cell.strip():
-            return NncliError(f"{path}: line {line}, column {col + 1}: missing value")
-        try:
-            value = float(cell)
-        except ValueError:
-            return NncliError(f"{path}: line {line}, column {col + 1}: "
-                              f"not a number: {cell.strip()[:40]!r}")
-        if not math.isfinite(value):
-            return NncliError(f"{path}: line {line}, column {col + 1}: "
-                              f"non-finite value {cell.strip()!r}")
     return None
 
 
+@dataclass
+class ColumnTypes:
+    """How the reader takes each column: ``types[i]`` the ``data.columns`` type of file
+    column i (``number``, ``category``, ``ignore``; None: inferred) and ``na`` the
+    missing-value markers."""
+
+    types: list[str | None]
+    na: frozenset[str]
+
+
 class _Parse:
-    """The growing result of :meth:`TableFile.read_rows`: X, label codes and lines."""
+    """The growing result of :meth:`TableFile.read_rows`: X, label codes, lines, and each
+    feature column's type (inferred from its first value unless declared) and categories.
+
+    X holds a number column's values (NaN where missing) and a category column's codes into
+    :attr:`levels` (NaN where missing); the label column and ignored columns are left out.
+    """
 
     def __init__(self, table: TableFile, label_index: int, n_columns: int, capacity: int,
-                 canonical: Callable[[str], str]) -> None:
+                 canonical: Callable[[str], str], spec: ColumnTypes) -> None:
         self.table, self.path, self.delim = table, table.path, table.delimiter
-        self.label_index, self.n_columns = label_index, n_columns
-        self.features = [i for i in range(n_columns) if i != label_index]
-        self.X = np.empty((capacity, n_columns - 1), dtype=np.float64)
+        self.label_index, self.n_columns, self.na = label_index, n_columns, spec.na
+        # markers that read as numbers (-999): a chunk holding their value is read exactly
+        self.na_numbers = np.array([float(v) for v in spec.na if ColumnCells.of(
+            np.array([v], dtype=object), frozenset()).kinds[0] == NUMBER])
+        self.features = [i for i in range(n_columns)
+                         if i != label_index and spec.types[i] != "ignore"]
+        self.declared = [spec.types[i] for i in self.features]
+        self.kinds: list[str | None] = list(self.declared)  # number | category | None
+        # (line, text or number) of a column's first value, for the mixed-column error: by
+        # column when the exact path typed it, else the fast path's first row (line, (D,))
+        self.first_seen: dict[int, tuple[int, str | float]] = {}
+        self.first_row: tuple[int, np.ndarray] | None = None
+        self.levels: dict[int, dict[str, int]] = {}  # category column j: text -> code
+        self.X = np.empty((capacity, len(self.features)), dtype=np.float64)
         self.lines = np.empty(capacity, dtype=np.int64)
         self.codes = np.empty(capacity, dtype=np.int64)  # index into self.names
         self.names: list[str] = []
         self._code: dict[str, int] = {}  # stripped label cell -> index into names
         self.canonical = canonical
         self.n = 0
+        self.dropped, self.first_dropped = 0, 0  # rows without a label, and the first's line
 
     def _reserve(self, rows: int) -> None:
         """Room for ``rows`` more rows (the capacity bound is only ever exceeded by a
@@ -223,12 +254,12 @@ class _Parse:
 
     def chunk(self, lines: list[str], first_line: int) -> None:
         """Parse one chunk: the fast path when it applies and succeeds, else exactly."""
-        if not self._fast(lines, first_line):
+        if "category" in self.kinds or not self._fast(lines, first_line):
             self._exact(lines, first_line)
 
     def _fast(self, lines: list[str], first_line: int) -> bool:
-        """np.loadtxt on a plain chunk; False (nothing stored) when it does not apply or
-        something in the chunk is wrong — the exact path then says what."""
+        """np.loadtxt on a plain chunk of numbers; False (nothing stored) when it does not
+        apply or something in the chunk is not a number — the exact path then reads it."""
         delim = self.delim
         if (_FAST_UNSAFE.search("".join(lines)) is not None
                 or max(map(len, lines)) > FIELD_LIMIT):
@@ -247,14 +278,17 @@ class _Parse:
         else:
             at = self.label_index
             cells = [line.split(delim, at + 1)[at] for line in lines]
-        if not all(cell.strip() for cell in cells):
+        na = self.na
+        if not all((text := cell.strip()) and text not in na for cell in cells):
             return False
         try:
             block = np.loadtxt(lines, delimiter=delim, dtype=np.float64, ndmin=2,
                                usecols=self.features, comments=None, quotechar=None)
         except ValueError:
             return False
-        if block.shape != (len(lines), self.n_columns - 1) or not np.isfinite(block).all():
+        if block.shape != (len(lines), len(self.features)) or not np.isfinite(block).all():
+            return False
+        if self.na_numbers.size and np.isin(block, self.na_numbers).any():
             return False
         self._reserve(len(lines))
         rows = slice(self.n, self.n + len(lines))
@@ -262,11 +296,15 @@ class _Parse:
         self.lines[rows] = np.asarray(keep) + first_line
         self.codes[rows] = [self._label_code(cell) for cell in cells]
         self.n += len(lines)
+        if None in self.kinds:
+            self.kinds = ["number" if kind is None else kind for kind in self.kinds]
+            self.first_row = (keep[0] + first_line, block[0].copy())
         return True
 
     def _exact(self, lines: list[str], first_line: int) -> None:
-        """csv.reader and float() over the chunk's lines, continuing into the file for a
-        quoted row that spans the chunk's end; raises the first bad row's error."""
+        """csv.reader over the chunk's lines, continuing into the file for a quoted row
+        that spans the chunk's end, then each column at once (:meth:`_store`); raises the
+        first bad row's error in file order."""
         table, path = self.table, self.path
         consumed = 0
         rest = table._handle
@@ -278,9 +316,10 @@ class _Parse:
                 yield line
 
         reader = csv.reader(source(), delimiter=self.delim)
-        label_index, n_columns = self.label_index, self.n_columns
         start = 0  # lines consumed before the current row
-        values: list[list[float]] = []
+        rows: list[list[str]] = []
+        row_lines: list[int] = []
+        problem = None
         while consumed < len(lines):
             with _TableErrors(path, lambda at=first_line + start: at):
                 row = next(reader, None)
@@ -290,39 +329,117 @@ class _Parse:
             start = consumed
             if _is_blank(row):
                 continue
-            bad = len(row) != n_columns or not row[label_index].strip()
-            if not bad:
-                label = row.pop(label_index)
-                try:
-                    numbers = [float(cell) for cell in row]
-                except ValueError:
-                    bad = True
-                else:
-                    total = sum(numbers)
-                    bad = total != total or total in (math.inf, -math.inf)
-                row.insert(label_index, label)
-            if bad:
-                error = diagnose_row(path, line, row, n_columns, label_index)
-                if error is not None:
-                    raise error
-            self._reserve(1)
-            values.append(numbers)
-            self.lines[self.n] = line
-            self.codes[self.n] = self._label_code(label)
-            self.n += 1
-        if values:
-            self.X[self.n - len(values):self.n] = values
+            problem = field_count_error(path, line, row, self.n_columns)
+            if problem is not None:
+                break  # rows before it may hold an earlier error: _store says which
+            rows.append(row)
+            row_lines.append(line)
+        if rows:
+            self._store(rows, np.asarray(row_lines, dtype=np.int64))
+        if problem is not None:
+            raise problem
         table.next_line = first_line + consumed
 
-    def finish(self) -> TableRows:
-        """Shrink to the rows read (in place) and build the label array."""
+    def _store(self, rows: list[list[str]], lines: np.ndarray) -> None:
+        """Rows of cells (each ``n_columns`` long) at file ``lines``: rows without a label
+        dropped (counted), each feature column typed and converted at once."""
+        cells = np.empty((len(rows), self.n_columns), dtype=object)
+        cells[:] = rows
+        na = self.na
+        labels = [cell.strip() for cell in cells[:, self.label_index].tolist()]
+        if "" not in na and not all(labels):  # blank, and blank is no missing marker
+            raise NncliError(f"{self.path}: line {int(lines[labels.index('')])}: "
+                             f"missing label")
+        labelled = np.array([bool(t) and t not in na for t in labels])
+        if not labelled.all():
+            if not self.dropped:
+                self.first_dropped = int(lines[np.argmin(labelled)])
+            self.dropped += int((~labelled).sum())
+            cells, lines = cells[labelled], lines[labelled]
+        if not len(lines):
+            return
+        values = np.empty((len(lines), len(self.features)), dtype=np.float64)
+        errors = []
+        for j, column in enumerate(self.features):
+            col = ColumnCells.of(cells[:, column], na, self.declared[j] == "category")
+            error = self._column(j, col, lines, values[:, j])
+            if error is not None:
+                errors.append(error)
+        if errors:
+            raise min(errors, key=lambda e: e[0])[1]
+        self._reserve(len(lines))
+        rows_at = slice(self.n, self.n + len(lines))
+        self.X[rows_at] = values
+        self.lines[rows_at] = lines
+        self.codes[rows_at] = [self._label_code(t) for t in cells[:, self.label_index]]
+        self.n += len(lines)
+
+    def _column(self, j: int, col: ColumnCells, lines: np.ndarray, out: np.ndarray
+                ) -> tuple[tuple[int, int], NncliError] | None:
+        """Feature ``j``'s cells into ``out: (R,)`` (numbers, or codes into its levels;
+        NaN where missing); returns the first bad cell's ((row, j), error), or None."""
+        kind = self.kinds[j]
+        if kind is None and (first := col.first(NUMBER, TEXT)) is not None:
+            kind = self.kinds[j] = "number" if col.cell_kinds()[first] == NUMBER else "category"
+            self.first_seen[j] = (int(lines[first]), col.text(first))
+        other = TEXT if kind == "number" else NUMBER
+        found = [row for row in (col.first(BLANK, NONFINITE), col.first(other))
+                 if row is not None]
+        if found:
+            row = min(found)
+            return (row, j), self._cell_error(j, col, row, int(lines[row]))
+        if kind == "category":
+            level = self.levels.setdefault(j, {})
+            codes = np.array([float(level.setdefault(text, len(level))) if k == TEXT
+                              else np.nan for text, k in zip(col.values.tolist(), col.kinds)])
+            out[:] = codes[col.inverse]
+        else:
+            out[:] = col.row_numbers()
+        return None
+
+    def _cell_error(self, j: int, col: ColumnCells, row: int, line: int) -> NncliError:
+        """The error for feature ``j``'s cell ``row`` (at file ``line``)."""
+        kind, text = int(col.cell_kinds()[row]), col.text(row)
+        column = self.features[j] + 1
+        where = f"line {line}, column {column}: "
+        name = self.table.header[self.features[j]]
+        if kind in (BLANK, NONFINITE) or self.declared[j] is not None:
+            hint = (f" (column '{name}' holds numbers; add the text to data.na_values if "
+                    f"it marks a missing value)" if kind == TEXT else "")
+            return NncliError(f"{self.path}: {where}{cell_problem(kind, text)}{hint}")
+        if j in self.first_seen:
+            seen_line, seen = self.first_seen[j]
+        else:
+            seen_line, seen = self.first_row[0], float(self.first_row[1][j])
+        if kind == TEXT:
+            return NncliError(
+                f"{self.path}: line {line}: feature column '{name}' holds numbers (line "
+                f"{seen_line}: {seen if isinstance(seen, str) else format(seen, 'g')}) and "
+                f"text — set data.columns: {{{name}: category}} to read it as categories, "
+                f"or add the text to data.na_values if it marks a missing value; "
+                f"{where}{cell_problem(kind, text)}")
+        return NncliError(
+            f"{self.path}: line {line}: feature column '{name}' holds text (line {seen_line}: "
+            f"{str(seen)[:40]!r}) and numbers — set data.columns: {{{name}: category}} to read "
+            f"the numbers as categories too; {where}a number among text: {text[:40]!r}")
+
+    def finish(self, label_column: str) -> TableRows:
+        """Shrink to the rows read (in place), build the label array, and warn about rows
+        dropped for a missing label."""
         n = self.n
+        if self.dropped:
+            log.warning("%s: dropped %d row(s) whose label '%s' is missing (first at line %d)",
+                        self.path, self.dropped, label_column, self.first_dropped)
         if n == 0:
-            raise NncliError(f"{self.path}: the table has a header but no rows")
+            raise NncliError(f"{self.path}: the table has a header but no rows"
+                             + (" with a label" if self.dropped else ""))
         self.X.resize((n, self.X.shape[1]), refcheck=False)
         self.lines.resize(n, refcheck=False)
         codes = self.codes[:n]
-        return TableRows(X=self.X, labels=label_array(self.names, codes), lines=self.lines)
+        levels = [list(self.levels.get(j, ())) if kind == "category" else None
+                  for j, kind in enumerate(self.kinds)]
+        return TableRows(X=self.X, labels=label_array(self.names, codes), lines=self.lines,
+                         levels=levels)
 
 
 def label_array(names: list[str], codes: np.ndarray) -> np.ndarray:
@@ -339,43 +456,66 @@ def label_array(names: list[str], codes: np.ndarray) -> np.ndarray:
     return table[codes]
 
 
-def load_table(path: Path, delimiter: str, label_column: str) -> RawData:
+def load_table(path: Path, delimiter: str, label_column: str,
+               columns: Mapping[str, str] | None = None,
+               na_values: Sequence[str] | None = None) -> RawData:
     """A delimited text table with a header; the column ``label_column`` holds the labels.
 
-    Every other column is a numeric feature. Returns X: (N, D) float64. The rows are parsed
-    in chunks (:class:`TableFile`), so memory grows with the data present, and a signal
-    is handled between chunks.
+    Every other column is a feature: ``columns`` (``data.columns``) may name its type
+    (``number``, ``category``, ``ignore``), else it is inferred from its values; a cell in
+    ``na_values`` (default :data:`nncli.data.cells.DEFAULT_NA_VALUES`) is missing (NaN in
+    X), and a row whose label is missing is dropped with a warning. Returns X: (N, D)
+    float64 (a category column's codes into ``levels``). The rows are parsed in chunks
+    (:class:`TableFile`), so memory grows with the data present, and a signal is handled
+    between chunks.
     """
     from nncli.testhooks import pause_here
 
+    columns = columns or {}
     with TableFile(path, delimiter) as table:  # NncliError if not UTF-8 or a bad header
         header = table.header
         if not header or not any(header):
             raise NncliError(f"{path}: empty table (expected a header line)")
         label_index = label_column_index(header, label_column, path)
-        feature_idx = [i for i in range(len(header)) if i != label_index]
+        types = [None if i == label_index else columns.get(name)
+                 for i, name in enumerate(header)]
+        feature_idx = [i for i in range(len(header))
+                       if i != label_index and types[i] != "ignore"]
         if not feature_idx:
-            raise NncliError(f"{path}: no feature columns besides '{label_column}'")
+            raise NncliError(f"{path}: no feature columns besides '{label_column}'"
+                             + (" (the others are ignored by data.columns)"
+                                if len(header) > 1 else ""))
         pause_here("parse-table")
-        rows = table.read_rows(label_index, canonical_label)
+        rows = table.read_rows(label_index, canonical_label,
+                               ColumnTypes(types, na_set(na_values)))
     features = [header[i] for i in feature_idx]
-    _warn_row_index(path, features, rows.X)
+    ignored = [header[i] for i in range(len(header)) if types[i] == "ignore"]
+    _warn_row_index(path, features, rows.X, rows.levels)
     return RawData(X=rows.X, labels=rows.labels, input_shape=(len(features),),
                    source=str(path), kind="table", features=features,
-                   label_lines=rows.lines)
+                   label_lines=rows.lines, levels=rows.levels, ignored=ignored)
 
 
-def _warn_row_index(path: Path, features: list[str], X: np.ndarray) -> None:
+def _warn_row_index(path: Path, features: list[str], X: np.ndarray,
+                    levels: list[list[str] | None]) -> None:
     """Warn about feature columns that look like a saved row index (pandas' ``to_csv``
     writes one by default, named ``""`` or read back as ``Unnamed: 0``): in a table sorted
     by label it gives the label away. X: (N, D) in ``features`` order."""
-    from_0 = np.arange(X.shape[0], dtype=np.float64)
+    n = X.shape[0]
+    if n <= 2:
+        return
+    from_0 = np.arange(n, dtype=np.float64)
     from_1 = from_0 + 1
+    # only columns that start and end like an index are compared whole (a wide table has
+    # tens of thousands of columns)
+    ends = ((X[0] == 0) & (X[-1] == n - 1)) | ((X[0] == 1) & (X[-1] == n))
     for j, name in enumerate(features):
         column = X[:, j]
-        if (name in ROW_INDEX_NAMES or np.array_equal(column, from_0)
-                or np.array_equal(column, from_1)) and X.shape[0] > 2:
+        numbers = levels[j] is None
+        if name in ROW_INDEX_NAMES or numbers and ends[j] and (
+                np.array_equal(column, from_0) or np.array_equal(column, from_1)):
             log.warning("%s: column %s looks like a saved row index (0..N-1 or 1..N, as "
                         "pandas' to_csv writes by default); as a feature it can leak the "
-                        "label — drop it (to_csv(..., index=False))", path,
-                        f"'{name}'" if name else "'' (no name)")
+                        "label — drop it (to_csv(..., index=False)) or set data.columns: "
+                        "{'%s': ignore}", path, f"'{name}'" if name else "'' (no name)",
+                        name.replace("'", "''"))

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nncli.errors import NncliError
+
+if TYPE_CHECKING:
+    from nncli.data.encoding import Encoding
 
 
 @dataclass
@@ -27,6 +31,10 @@ class RawData:
     kind: str
     features: list[str] | None = None  # table column names, in order
     label_lines: np.ndarray | None = None  # for tables: file line number of each row
+    # For tables: each feature column's category texts in code order (None: a number
+    # column), and the columns data.columns ignores that the file holds.
+    levels: list[list[str] | None] | None = None
+    ignored: list[str] | None = None
 
 
 def row_blocks(X: np.ndarray, elements: int = 1 << 22) -> Iterator[slice]:
@@ -129,3 +137,4 @@ class TrainingData:
     task: str = "classification"
     target_shift: float = 0.0
     target_scale: float = 1.0
+    encoding: Encoding | None = None  # a table's columns -> the network's inputs
