@@ -275,7 +275,9 @@ def _table_entries(path: Path, label_column: str | None
     entries[0].comment = f"a table: {_counted(data.train.X.shape[0], 'row')}, " + (
         _counted(data.train.X.shape[1], "numeric feature") if not added else
         f"{_counted(len(data.encoding.columns), 'column')} -> "
-        f"{_counted(data.train.X.shape[1], 'input')} (one-hot categories)")
+        f"{_counted(data.train.X.shape[1], 'input')}"
+        + (" (one-hot categories)" if any(c.type == "category" for c in data.encoding.columns)
+           else ""))
     entries[1].comment = why
     entries += added
     counts = np.bincount(data.train.y, minlength=len(data.classes)).tolist()
