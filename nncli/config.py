@@ -365,9 +365,7 @@ class Field:
 SCHEMA: dict[str, Any] = {
     "name": Field(None, check_run_name),
     "seed": Field(0, integer(minimum=0)),
-    # task and normalize_target stay out of the dump at their defaults, so that the
-    # config.yaml of a classifier is what it was before regression existed
-    "task": Field("classification", choice(TASK_NAMES), dump_default=False),
+    "task": Field("classification", choice(TASK_NAMES)),
     "data": {
         "train": Field(None, _required_str),
         "val": Field(None, _optional_str),
@@ -379,8 +377,7 @@ SCHEMA: dict[str, Any] = {
         },
         "label_column": Field("label", _required_str),
         "normalize": Field("standard", choice(NORMALIZE_NAMES)),
-        "normalize_target": Field("standard", choice(TARGET_NORMALIZE_NAMES),
-                                  dump_default=False),
+        "normalize_target": Field("standard", choice(TARGET_NORMALIZE_NAMES)),
         "columns": Field({}, _check_columns),
         "na_values": Field(DEFAULT_NA_VALUES, _check_na_values),
         "missing": Field("impute", choice(("impute", "error"))),

@@ -29,6 +29,7 @@ MINIMAL = {"data": {"train": "datasets/t.csv"}}
 SPEC_DEFAULTS = {
     "name": "run",
     "seed": 0,
+    "task": "classification",  # SPEC "Regression" (issue 12)
     "data": {
         "train": "datasets/t.csv",
         "val": None,
@@ -37,6 +38,7 @@ SPEC_DEFAULTS = {
         "image": {"size": None, "mode": "L"},
         "label_column": "label",
         "normalize": "standard",
+        "normalize_target": "standard",  # SPEC "Regression" (issue 12)
         # SPEC "Tables as they come" (issue 12)
         "columns": {},
         "na_values": ["", "NA", "N/A", "NaN", "nan", "null", "None", "?"],
