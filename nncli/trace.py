@@ -283,8 +283,7 @@ def summary(values: np.ndarray) -> str:
     shown = ", ".join(f"{v:.4g}" for v in flat[:SHOWN_VALUES])
     if flat.size <= SHOWN_VALUES and np.ndim(values) <= 1:
         return f"[{shown}]"
-    shape = "x".join(map(str, np.shape(values)))
-    return (f"({shape}) min {flat.min():.4g} max {flat.max():.4g}  "
+    return (f"{np.shape(values)} min {flat.min():.4g} max {flat.max():.4g}  "
             f"[{shown}{', ...' if flat.size > SHOWN_VALUES else ''}]")
 
 
