@@ -795,6 +795,29 @@ def init(data: str, output: str | None, label_column: str | None, force: bool) -
     click.echo(f"wrote {output}; train it with: nncli train {shlex.quote(output)}", err=True)
 
 
+@main.command()
+@click.argument("target", metavar="CONFIG|CHECKPOINT", type=click.Path())
+@click.option("--example", type=int, default=0, show_default=True, metavar="I",
+              help="Which example of DATA, counting from 0 in its order.")
+@click.option("--data", type=click.Path(), default=None, metavar="DATA",
+              help="The source to take it from (default: the config's data.train).")
+@json_option
+def trace(target: str, example: int, data: str | None, as_json: bool) -> None:
+    """Walk one example forward and backward through the network, layer by layer, and
+    check each weight matrix's slope by a centered difference.
+
+    A CONFIG's network is initialized as training would; a CHECKPOINT is used as it is.
+
+    Example: nncli trace runs/iris/checkpoints/best.npz --example 3
+    """
+    from nncli.trace import trace_example
+
+    walked = trace_example(target, example, data)
+    if as_json:
+        _echo_json(walked.fields())
+        return
+    click.echo("\n".join(walked.lines()))
+
 _restore_start_up_handlers()  # the import is over: main() installs its own handlers
 
 if __name__ == "__main__":  # pragma: no cover
