@@ -296,7 +296,7 @@ DSCORES_FORMULA = {"softmax": "p - onehot(y)",
 
 def _forward_lines(t: Trace) -> list[str]:
     last = len(t.forward)
-    out = [f"example {t.example}: {t.input}  label {t.label}",
+    out = [f"example {t.example} (counting from 0; {t.input})  label {t.label}",
            "forward", f"  x (the input after normalization)  {summary(t.x)}"]
     for f in t.forward:
         a_in = "x" if f.layer == 1 else f"a{f.layer - 1}"
