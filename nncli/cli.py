@@ -818,6 +818,69 @@ def trace(target: str, example: int, data: str | None, as_json: bool) -> None:
         return
     click.echo("\n".join(walked.lines()))
 
+
+_PNG = click.Path(dir_okay=False)
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path())
+@click.option("-o", "--output", type=_PNG, default=None, metavar="FILE.png",
+              help="Write the picture to FILE.png (default: RUN_DIR/curves.png).")
+def plot(run_dir: str, output: str | None) -> None:
+    """Draw RUN_DIR's learning curves against epoch into one PNG and print its path: loss,
+    data and reg loss, train and val accuracy (RMSE for regression), lr; best epoch marked.
+
+    Needs matplotlib: pip install "nncli[plot]".
+
+    Example: nncli plot runs/digits-linear-softmax
+    """
+    from nncli.plots import plot_curves
+
+    click.echo(str(plot_curves(run_dir, output)))
+
+
+@main.group(cls=click.Group)
+def viz() -> None:
+    """Pictures of a checkpoint: its weights, its confusion matrix (needs matplotlib:
+    pip install "nncli[plot]")."""
+
+
+@viz.command(name="weights")
+@click.argument("checkpoint", type=click.Path())
+@click.option("-o", "--output", type=_PNG, default=None, metavar="FILE.png",
+              help="Write the picture to FILE.png (default: RUN/weights.png).")
+@click.option("--layer", type=click.IntRange(min=1), default=1, show_default=True,
+              metavar="N", help="The weight matrix W<N> to draw.")
+def viz_weights(checkpoint: str, output: str | None, layer: int) -> None:
+    """Draw CHECKPOINT's weights into one PNG and print its path: on images each class's
+    template (a linear model's rows of W1) or first-layer unit (an MLP's) as an image, on
+    tables each class's largest weights with the inputs' names; --layer N > 1: W<N> as a
+    heat map.
+
+    Example: nncli viz weights runs/digits-linear-softmax/checkpoints/best.npz
+    """
+    from nncli.weightviz import plot_weights
+
+    click.echo(str(plot_weights(checkpoint, output, layer).path))
+
+
+@viz.command(name="confusion")
+@click.argument("checkpoint", type=click.Path())
+@click.argument("data", type=click.Path())
+@click.option("-o", "--output", type=_PNG, default=None, metavar="FILE.png",
+              help="Write the picture to FILE.png (default: RUN/confusion.png).")
+@click.option("--normalize", is_flag=True, help="Each true class's row as shares of it.")
+def viz_confusion(checkpoint: str, data: str, output: str | None, normalize: bool) -> None:
+    """Draw CHECKPOINT's confusion matrix on labelled DATA (as eval scores it) into one PNG
+    and print its path; counts in the cells up to 30 classes.
+
+    Example: nncli viz confusion runs/digits-mlp/checkpoints/best.npz datasets/digits/test
+    """
+    from nncli.plots import plot_confusion
+
+    click.echo(str(plot_confusion(checkpoint, data, output, normalize)))
+
+
 _restore_start_up_handlers()  # the import is over: main() installs its own handlers
 
 if __name__ == "__main__":  # pragma: no cover
