@@ -538,6 +538,15 @@ class _CliProgress:
             self.bar = None
 
 
+def _require_matplotlib(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """--report: no matplotlib is an error now, before the training starts."""
+    if value:
+        from nncli.report import require_matplotlib
+
+        require_matplotlib()
+    return value
+
+
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default=None,
@@ -547,9 +556,11 @@ class _CliProgress:
               help="Continue from a checkpoint or a run directory's checkpoints/last.npz.")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Override seed.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
+@click.option("--report", "with_report", is_flag=True, callback=_require_matplotlib,
+              help="Write RUN_DIR/report.html at the end (needs matplotlib).")
 @json_option
 def train(config: str, out: str | None, overrides: tuple[str, ...], resume: str | None,
-          seed: int | None, quiet: bool, as_json: bool) -> None:
+          seed: int | None, quiet: bool, with_report: bool, as_json: bool) -> None:
     """Train the model of CONFIG and write its run directory.
 
     Example: nncli train configs/digits-mlp.yaml --set train.lr=0.05
@@ -566,6 +577,10 @@ def train(config: str, out: str | None, overrides: tuple[str, ...], resume: str 
         result = run_training(cfg, out=out, resume=resume, progress=progress)
     finally:
         progress.close()
+    if with_report:
+        from nncli.report import write_report
+
+        write_report(result.run_dir)
     summary = result.summary
     if as_json:
         _echo_json(summary)
@@ -879,6 +894,23 @@ def viz_confusion(checkpoint: str, data: str, output: str | None, normalize: boo
     from nncli.plots import plot_confusion
 
     click.echo(str(plot_confusion(checkpoint, data, output, normalize)))
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path())
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE.html", help="Write the page to FILE.html (default: "
+              "RUN_DIR/report.html).")
+def report(run_dir: str, output: str | None) -> None:
+    """Write RUN_DIR on one self-contained HTML page and print its path: the config, the
+    curves, the final and best metrics, best.npz evaluated on the test data (else the
+    validation or training data), the weights. Needs matplotlib: pip install "nncli[plot]".
+
+    Example: nncli report runs/digits-linear-softmax
+    """
+    from nncli.report import write_report
+
+    click.echo(str(write_report(run_dir, output)))
 
 
 _restore_start_up_handlers()  # the import is over: main() installs its own handlers
