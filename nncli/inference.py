@@ -13,7 +13,7 @@ import itertools
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -118,6 +118,26 @@ def target_normalization(ckpt: Checkpoint) -> Normalization:
                          np.array([ckpt.target_scale or 1.0]))
 
 
+def labelled_inputs(checkpoint: str | Path, data: str | Path
+                    ) -> tuple[Checkpoint, np.ndarray, np.ndarray, Callable[[int], str]]:
+    """``checkpoint`` loaded, and the labelled source ``data`` read as eval reads it:
+    X: (N, D) encoded and normalized in the model's dtype, y: (N,) class indices
+    (regression: the targets as the network learns them), and ``where`` naming example
+    i's file and line."""
+    ckpt = load_checkpoint(checkpoint)
+    cfg = ckpt.config
+    _check_data_kind(ckpt, checkpoint, Path(data))
+    raw = read_source(data, reader_config(cfg.data, ckpt.encoding, ckpt.features))
+    _check_data_kind(ckpt, checkpoint, Path(data), raw)
+    raw = encode_table(raw, ckpt.encoding, "eval", ckpt.features)
+    check_shape(raw, ckpt.input_shape, "eval")
+    y = scaled_targets(raw, target_normalization(ckpt), ckpt.model.dtype) \
+        if cfg.task == "regression" \
+        else encode_labels(raw.labels, ckpt.classes, raw.source, raw.label_lines)
+    where = Normalization.rows_of(raw)
+    return ckpt, ckpt.normalization.apply(raw.X, ckpt.model.dtype, where), y, where
+
+
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
                         batch_size: int = 4096) -> dict[str, Any]:
     """Score ``checkpoint`` on the labelled source ``data`` (any kind ``data.train`` accepts).
@@ -132,18 +152,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path,
     instead: n, loss, data_loss, reg_loss, mse, rmse, mae, r2
     (:meth:`~nncli.metrics.RegressionEvaluation.fields`), plus checkpoint and data.
     """
-    ckpt = load_checkpoint(checkpoint)
+    ckpt, X, y, where = labelled_inputs(checkpoint, data)
     cfg = ckpt.config
-    _check_data_kind(ckpt, checkpoint, Path(data))
-    raw = read_source(data, reader_config(cfg.data, ckpt.encoding, ckpt.features))
-    _check_data_kind(ckpt, checkpoint, Path(data), raw)
-    raw = encode_table(raw, ckpt.encoding, "eval", ckpt.features)
-    check_shape(raw, ckpt.input_shape, "eval")
     regression = cfg.task == "regression"
-    y = scaled_targets(raw, target_normalization(ckpt), ckpt.model.dtype) if regression \
-        else encode_labels(raw.labels, ckpt.classes, raw.source, raw.label_lines)
-    where = Normalization.rows_of(raw)
-    X = ckpt.normalization.apply(raw.X, ckpt.model.dtype, where)
     from nncli.testhooks import pause_here  # tests send signals at this phase
 
     pause_here("eval")

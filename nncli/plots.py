@@ -140,6 +140,41 @@ def plot_curves(run_dir: str | Path, output: str | Path | None = None) -> Path:
 # ---------------------------------------------------------------- confusion
 
 
+def predicted_and_actual(checkpoint: str | Path, data: str | Path
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """A regression ``checkpoint``'s values on the labelled ``data`` and the targets, both
+    (N,) in the target's units, read as eval reads them."""
+    from nncli.inference import labelled_inputs
+    from nncli.metrics import model_values
+
+    ckpt, X, t, where = labelled_inputs(checkpoint, data)
+    shift, scale = ckpt.target_shift or 0.0, ckpt.target_scale or 1.0
+    _, predicted = model_values(ckpt.model, X, shift, scale, where=where)
+    return predicted, t.astype(np.float64) * scale + shift
+
+
+def plot_predicted_vs_actual(checkpoint: str | Path, data: str | Path,
+                             output: str | Path | None = None) -> Path:
+    """Draw a regression ``checkpoint``'s predictions against the targets of ``data`` (one
+    point per example, the diagonal y = x where they would agree) into one square PNG
+    (default ``RUN/confusion.png``, the place of a classifier's confusion matrix)."""
+    predicted, actual = predicted_and_actual(checkpoint, data)
+    path = (Path(output) if output is not None
+            else run_dir_of_checkpoint(Path(checkpoint)) / CONFUSION_FILE)
+    plt = pyplot()
+    figure, ax = plt.subplots(figsize=(5, 5), dpi=DPI)
+    ax.scatter(actual, predicted, s=12, alpha=0.6, label="examples")
+    low = float(min(actual.min(), predicted.min())) if actual.size else 0.0
+    high = float(max(actual.max(), predicted.max())) if actual.size else 1.0
+    ax.plot([low, high], [low, high], "k--", linewidth=1, label="predicted = actual")
+    rmse = float(np.sqrt(np.mean((predicted - actual) ** 2))) if actual.size else 0.0
+    ax.set(xlabel="actual (target units)", ylabel="predicted (target units)",
+           title=f"Predicted against actual\n{actual.size} examples, RMSE {rmse:.4g}")
+    ax.legend(loc="upper left", fontsize="small")
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
 def confusion_of_checkpoint(checkpoint: str | Path, data: str | Path
                             ) -> tuple[np.ndarray, list[str]]:
     """The confusion matrix (K, K), rows true and columns predicted, of ``checkpoint`` on
@@ -154,6 +189,12 @@ def confusion_of_checkpoint(checkpoint: str | Path, data: str | Path
         raise NncliError(f"{checkpoint} has {len(report['classes'])} classes, too many to "
                          f"draw a confusion matrix")
     return np.asarray(report["confusion"], dtype=np.int64), list(report["classes"])
+
+
+def _is_regression(checkpoint: str | Path) -> bool:
+    from nncli.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint).config.task == "regression"
 
 
 def row_normalized(matrix: np.ndarray) -> np.ndarray:
@@ -173,6 +214,8 @@ def plot_confusion(checkpoint: str | Path, data: str | Path, output: str | Path 
     row as shares with ``normalize``) with class names, counts written in the cells up to
     :data:`CONFUSION_MAX_COUNTS` classes, into one square PNG (default
     ``RUN/confusion.png`` of the checkpoint's run) and return its path."""
+    if _is_regression(checkpoint):
+        return plot_predicted_vs_actual(checkpoint, data, output)
     matrix, classes = confusion_of_checkpoint(checkpoint, data)
     path = (Path(output) if output is not None
             else run_dir_of_checkpoint(Path(checkpoint)) / CONFUSION_FILE)

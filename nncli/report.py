@@ -108,14 +108,16 @@ def evaluation_section(checkpoint: Path, data: str, source: str) -> str:
     """best.npz evaluated on ``data``: a classifier's per-class table and confusion matrix
     (K, K) picture, or a regression model's metrics."""
     from nncli.inference import evaluate_checkpoint
-    from nncli.plots import plot_confusion
+    from nncli.plots import plot_confusion, plot_predicted_vs_actual
 
     report = evaluate_checkpoint(checkpoint, data)
     where = (f"<h2>Evaluation</h2><p>{html.escape(checkpoint.name)} on "
              f"<code>{html.escape(data)}</code> ({source}), {report['n']} examples</p>")
     if "rmse" in report:
         names = ["loss", "data_loss", "reg_loss", "mse", "rmse", "mae", "r2"]
-        return where + html_table(["metric", "value"], [[k, report[k]] for k in names])
+        uri = png_data_uri(lambda path: plot_predicted_vs_actual(checkpoint, data, path))
+        return (where + html_table(["metric", "value"], [[k, report[k]] for k in names])
+                + _image(uri, "predicted against actual"))
     rows = [[name, m["precision"], m["recall"], m["f1"], m["support"]]
             for name, m in report["per_class"].items()]
     rows += [[key.replace("_", " "), *(report[key][f] for f in

@@ -232,3 +232,31 @@ def test_matplotlib_is_imported_only_inside_functions() -> None:
             names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
                      [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any(n.split(".")[0] == "matplotlib" for n in names), path
+
+
+@pytest.mark.skipif(find_spec("matplotlib") is None, reason="matplotlib is not installed")
+def test_viz_confusion_of_a_regression_model_draws_predicted_against_actual(
+        tmp_path: Path) -> None:
+    """A regression model has no confusion matrix: its picture is predictions against the
+    targets, the same values eval scores (their RMSE is eval's)."""
+    import json as json_module
+
+    from test_regression import regression_doc, write_regression_table
+
+    from nncli.plots import predicted_and_actual
+
+    write_regression_table(tmp_path / "train.csv", 80, seed=0)
+    actual_targets = write_regression_table(tmp_path / "test.csv", 30, seed=1)
+    run = train_run(tmp_path / "run", regression_doc(tmp_path))
+    ckpt, test = run / "checkpoints" / "best.npz", tmp_path / "test.csv"
+    result = cli("viz", "confusion", ckpt, test)
+    assert result.exit_code == 0, result.output
+    png = Path(result.stdout.strip())
+    with Image.open(png) as image:
+        assert image.size == (500, 500)
+        assert np.asarray(image.convert("L")).std() > 0
+    predicted, actual = predicted_and_actual(ckpt, test)
+    np.testing.assert_allclose(actual, actual_targets, rtol=1e-12)
+    scored = json_module.loads(cli("eval", ckpt, test, "--json").stdout)
+    assert np.sqrt(np.mean((predicted - actual) ** 2)) == pytest.approx(scored["rmse"],
+                                                                        rel=1e-9)

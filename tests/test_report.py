@@ -104,14 +104,14 @@ def test_train_report_writes_the_page_into_the_run(tmp_path: Path) -> None:
 
 
 @needs_matplotlib
-def test_a_regression_report_shows_its_metrics_and_no_confusion(tmp_path: Path) -> None:
+def test_a_regression_report_shows_its_metrics_and_predictions(tmp_path: Path) -> None:
     write_regression_table(tmp_path / "train.csv", 80, seed=0)
     write_regression_table(tmp_path / "test.csv", 30, seed=1)
     run = train_run(tmp_path / "run", regression_doc(tmp_path))
     result = cli("report", run)
     assert result.exit_code == 0, result.stderr
     page = parsed(run / "report.html")
-    assert len(page.images) == 2  # curves and weights
+    assert len(page.images) == 3  # curves, predicted against actual, weights
     text = "".join(page.text)
     assert "rmse" in text and "r2" in text and "data.test" in text
     assert "precision" not in text
