@@ -34,10 +34,10 @@ import logging
 import os
 import select
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
@@ -52,6 +52,7 @@ BATCH = 256  # inputs per batch when they are all at hand (arguments, folders)
 FILE_BATCH = 4096  # rows per batch when reading a table file
 
 log = logging.getLogger("nncli")
+T = TypeVar("T")  # what a row reader makes of one row
 
 
 def batched_lines(stream: IO[str], max_batch: int = MAX_BATCH) -> Iterator[list[str]]:
@@ -400,17 +401,24 @@ class TableReader:
         X = self._parse_fast(rows)
         if X is not None:
             return X, list(range(len(rows.lines))), {}
+        parsed, good, failures = self._each_row(rows, self._parse_row)
+        return np.array(parsed, dtype=np.float64).reshape(len(good), self.dim), good, failures
+
+    @staticmethod
+    def _each_row(rows: Rows, read: Callable[[str, str, Layout, str | None], T]
+                  ) -> tuple[list[T], list[int], dict[int, Failure]]:
+        """``read(line, place, layout, delimiter)`` of every row: the results of the rows
+        it accepts, their indices in ``rows``, and a Failure for each row it refuses."""
+        results: list[T] = []
         good: list[int] = []
-        parsed: list[np.ndarray] = []
         failures: dict[int, Failure] = {}
         for i, line in enumerate(rows.lines):
             try:
-                parsed.append(self._parse_row(line, rows.places[i], rows.layout,
-                                              rows.delimiter))
+                results.append(read(line, rows.places[i], rows.layout, rows.delimiter))
                 good.append(i)
             except NncliError as exc:
                 failures[i] = Failure(str(rows.numbers[i]), exc)
-        return np.array(parsed, dtype=np.float64).reshape(len(good), self.dim), good, failures
+        return results, good, failures
 
     def _parse_fast(self, rows: Rows) -> np.ndarray | None:
         """All rows at once with NumPy's C parser (~20x faster than row by row): (N, D),
@@ -471,16 +479,7 @@ class TableReader:
             X = self._parse_fast(rows)
             if X is not None:
                 return X, [None] * self.dim, list(range(len(rows.lines))), {}
-        good: list[int] = []
-        table: list[list[str]] = []
-        failures: dict[int, Failure] = {}
-        for i, line in enumerate(rows.lines):
-            try:
-                table.append(self._row_cells(line, rows.places[i], rows.layout,
-                                             rows.delimiter))
-                good.append(i)
-            except NncliError as exc:
-                failures[i] = Failure(str(rows.numbers[i]), exc)
+        table, good, failures = self._each_row(rows, self._row_cells)
         if not table:
             return np.empty((0, self.dim)), [None] * self.dim, [], failures
         cells = np.empty((len(table), self.dim), dtype=object)
