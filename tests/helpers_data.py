@@ -6,6 +6,7 @@ CLI runner that keeps stdout and stderr apart.
 
 from __future__ import annotations
 
+import builtins
 import csv
 import io
 import json
@@ -140,3 +141,16 @@ def forward(arrays: dict[str, np.ndarray], X_raw: np.ndarray, activation: str = 
 def softmax(scores: np.ndarray) -> np.ndarray:
     e = np.exp(scores - scores.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
+
+
+def hide_package(monkeypatch: Any, package: str) -> None:
+    """Make ``import package`` (and its submodules) fail as if it were not installed, for
+    the rest of the test (``monkeypatch``: pytest's fixture)."""
+    real_import = builtins.__import__
+
+    def missing(name: str, *rest: Any, **kw: Any) -> Any:
+        if name.split(".")[0] == package:
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *rest, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", missing)

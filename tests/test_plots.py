@@ -6,7 +6,6 @@ imported by merely importing the CLI."""
 from __future__ import annotations
 
 import ast
-import builtins
 import subprocess
 import sys
 from importlib.util import find_spec
@@ -15,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers_data import blobs, cli, config_doc, train_run, write_table
+from helpers_data import blobs, cli, config_doc, hide_package, train_run, write_table
 from PIL import Image
 
 from nncli import plots
@@ -203,14 +202,7 @@ def test_a_folder_that_holds_no_run_is_one_error(tmp_path: Path) -> None:
 def test_without_matplotlib_the_picture_commands_name_the_install_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]) -> None:
     run = table_run(tmp_path)
-    real_import = builtins.__import__
-
-    def no_matplotlib(name: str, *rest: Any, **kw: Any) -> Any:
-        if name.split(".")[0] == "matplotlib":
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *rest, **kw)
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    hide_package(monkeypatch, "matplotlib")
     places = {"RUN": run, "CKPT": run / "checkpoints" / "best.npz", "DATA": tmp_path / "t.csv"}
     result = cli(*[places.get(a, a) for a in args])
     assert result.exit_code == 2

@@ -6,7 +6,6 @@ error before the training starts."""
 from __future__ import annotations
 
 import base64
-import builtins
 import io
 import re
 from html.parser import HTMLParser
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers_data import blobs, cli, config_doc, train_run, write_table, write_yaml
+from helpers_data import blobs, cli, config_doc, hide_package, train_run, write_table, write_yaml
 from PIL import Image
 from test_regression import regression_doc, write_regression_table
 
@@ -126,14 +125,7 @@ def test_a_folder_without_a_run_is_one_error(tmp_path: Path) -> None:
 def test_train_report_without_matplotlib_fails_before_training(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = write_yaml(tmp_path / "cfg.yaml", table_doc(tmp_path))
-    real_import = builtins.__import__
-
-    def no_matplotlib(name: str, *rest: Any, **kw: Any) -> Any:
-        if name.split(".")[0] == "matplotlib":
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *rest, **kw)
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    hide_package(monkeypatch, "matplotlib")
     result = cli("train", config, "--out", tmp_path / "run", "--quiet", "--report")
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and 'pip install "nncli[plot]"' in result.stderr
