@@ -468,7 +468,8 @@ class Trainer:
         # regression: the root of the epoch's pooled MSE, in the target's units
         train_score = math.sqrt(sum_data / n) * self.data.target_scale if self.regression \
             else sum_correct / n
-        train_key, val_key = self.run.columns[6], self.run.columns[8]
+        train_key, val_key = ("train_rmse", "val_rmse") if self.regression else (
+            "train_acc", "val_acc")
         row: dict[str, Any] = {
             "epoch": state.epoch, "step": state.step, "lr": lr,
             "loss": (sum_data + sum_reg) / n, "data_loss": sum_data / n,
