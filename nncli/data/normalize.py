@@ -63,6 +63,7 @@ def _statistics(blocks: Blocks, square_blocks: Blocks, n: int, D: int, kind: str
     total = np.zeros(D)
     for block in blocks():
         total += block.sum(axis=0, dtype=np.float64)
+        del block
     shift = total / n  # what X.mean(axis=0, dtype=float64) computes for one block
     if kind == "mean":
         return shift, np.ones(D)
@@ -71,6 +72,7 @@ def _statistics(blocks: Blocks, square_blocks: Blocks, n: int, D: int, kind: str
         work = block.astype(np.float64)
         work -= shift
         squares += np.einsum("ij,ij->j", work, work)
+        del block, work  # before the next block is gathered: one block's memory at a time
     return shift, np.sqrt(squares / n)
 
 

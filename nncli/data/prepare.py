@@ -17,7 +17,7 @@ from nncli.data.columns import align_features
 from nncli.data.encoding import Encoding, warn_counts
 from nncli.data.labels import encode_labels, numeric_targets, sort_classes
 from nncli.data.normalize import fit_normalization, fit_normalization_rows
-from nncli.data.rowview import NormalizedRows, check_values
+from nncli.data.rowview import MAPPED_BLOCK_ELEMENTS, NormalizedRows, check_values
 from nncli.data.sources import read_source
 from nncli.data.splits import stratified_split
 from nncli.data.types import Dataset, Normalization, RawData, TrainingData, is_mapped
@@ -198,7 +198,7 @@ def _mapped_parts(raw: RawData, y: np.ndarray, rows: Rows, d: DataConfig, dtype:
     each split a :class:`~nncli.data.rowview.NormalizedRows` view that normalizes the rows
     it reads (index arrays into the file, sorted, so that gathers stay local)."""
     keep, held, tested = rows
-    norm = fit_normalization_rows(raw.X, keep, d.normalize, False)
+    norm = fit_normalization_rows(raw.X, keep, d.normalize, False, MAPPED_BLOCK_ELEMENTS)
     check_values(raw.X, norm, dtype, raw.source)
     view = NormalizedRows(raw.X, keep, norm, dtype)
     train = Dataset(view, y if keep is None else y[keep], classes, raw.source, view.order)

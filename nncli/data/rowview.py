@@ -32,6 +32,7 @@ from nncli.data.types import Normalization, row_blocks
 from nncli.errors import NncliError
 
 BLOCK_BYTES = 64 << 20  # rows of X per shuffle block: this many bytes of them
+READ_ELEMENTS = 1 << 16  # values normalized at once by a scoring read (512 KiB of float64)
 
 
 def block_order(n: int, row_bytes: int, rng: np.random.Generator,
@@ -68,13 +69,13 @@ class NormalizedRows:
 
     def __init__(self, raw: np.ndarray, rows: np.ndarray | None,
                  normalization: Normalization, dtype: str | np.dtype,
-                 block_bytes: int = BLOCK_BYTES) -> None:
+                 block_bytes: int | None = None) -> None:
         self.raw, self.rows, self.normalization = raw, rows, normalization
         self.dtype = np.dtype(dtype)
         n = raw.shape[0] if rows is None else len(rows)
         self.shape = (int(n), int(raw.shape[1]))
         self.ndim = 2
-        self.block_bytes = block_bytes
+        self.block_bytes = block_bytes  # None: BLOCK_BYTES when an epoch's order is drawn
         self._raw_work = np.empty((0, raw.shape[1]), dtype=raw.dtype)
         self._work = np.empty((0, raw.shape[1]), dtype=np.float64)
 
@@ -89,43 +90,63 @@ class NormalizedRows:
     def order(self, rng: np.random.Generator) -> np.ndarray:
         """An epoch's order of these rows: :func:`block_order` over X's row size."""
         return block_order(self.shape[0], self.shape[1] * self.raw.dtype.itemsize, rng,
-                           self.block_bytes)
+                           BLOCK_BYTES if self.block_bytes is None else self.block_bytes)
 
-    def _buffers(self, m: int) -> tuple[np.ndarray, np.ndarray]:
-        """Work arrays (m, D) of raw's dtype and float64, grown when a read needs more."""
-        if len(self._work) < m:
+    def _raw_rows(self, m: int) -> np.ndarray:
+        """A work array (m, D) of raw's dtype for gathered rows, grown when needed."""
+        if len(self._raw_work) < m:
             self._raw_work = np.empty((m, self.shape[1]), dtype=self.raw.dtype)
-            self._work = np.empty((m, self.shape[1]), dtype=np.float64)
-        return self._raw_work[:m], self._work[:m]
+        return self._raw_work[:m]
 
-    def _normalized(self, block: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-        """``block`` (m, D) raw rows normalized into ``out`` (m, D) of dtype (or a new
-        array): Normalization.apply's float64 arithmetic, then the cast."""
-        if out is None:
-            out = np.empty(block.shape, dtype=self.dtype)
+    def _float_rows(self, m: int) -> np.ndarray:
+        """A float64 work array (m, D) for the arithmetic, grown when needed."""
+        if len(self._work) < m:
+            self._work = np.empty((m, self.shape[1]), dtype=np.float64)
+        return self._work[:m]
+
+    def _normalize_into(self, block: np.ndarray, out: np.ndarray) -> None:
+        """``block`` (m, D) raw rows normalized into ``out`` (m, D) of dtype:
+        Normalization.apply's float64 arithmetic, then the cast."""
         norm = self.normalization
         if norm.shift is None:
             np.copyto(out, block, casting="unsafe")
-            return out
-        _, work = self._buffers(len(block))
+            return
+        # float64 output: the arithmetic happens in it (the cast to float64 is no cast)
+        work = out if out.dtype == np.float64 else self._float_rows(len(block))
         np.copyto(work, block)
         with np.errstate(over="ignore", invalid="ignore"):
             work -= norm.shift
             work /= norm.scale
-            np.copyto(out, work, casting="unsafe")
-        return out
+            if work is not out:
+                np.copyto(out, work, casting="unsafe")
+
+    def _chunks(self, m: int) -> range:
+        """Starts of the row chunks in which a read of m rows is normalized, so that the
+        work arrays of a large scoring read stay small (:data:`READ_ELEMENTS` values)."""
+        return range(0, m, max(1, READ_ELEMENTS // max(1, self.shape[1])))
 
     def take(self, idx: np.ndarray, axis: int = 0, out: np.ndarray | None = None,
              mode: str = "raise") -> np.ndarray:
         """Rows ``idx`` (m,) normalized: (m, D) of dtype, into ``out`` if given (as
-        ``ndarray.take(idx, axis=0, out=out, mode=mode)``)."""
+        ``ndarray.take(idx, axis=0, out=out, mode=mode)``). A training batch (``out``
+        given) is gathered at once; a larger read in chunks."""
         if axis != 0:
             raise ValueError("NormalizedRows.take reads rows (axis=0) only")
         idx = np.asarray(idx)
         where = idx if self.rows is None else self.rows.take(idx, mode=mode)  # type: ignore[call-overload]
-        raw_work, _ = self._buffers(len(where))
-        self.raw.take(where, axis=0, out=raw_work, mode=mode)  # type: ignore[call-overload]
-        return self._normalized(raw_work, out)
+        if out is not None:
+            steps: range | list[int] = [0]
+            size = len(where)
+        else:
+            out = np.empty((len(where), self.shape[1]), dtype=self.dtype)
+            steps = self._chunks(len(where))
+            size = steps.step
+        for start in steps:
+            part = where[start:start + size]
+            raw_work = self._raw_rows(len(part))
+            self.raw.take(part, axis=0, out=raw_work, mode=mode)  # type: ignore[call-overload]
+            self._normalize_into(raw_work, out[start:start + size])
+        return out
 
     def __getitem__(self, key: slice | np.ndarray | int) -> np.ndarray:
         """``X[a:b]`` (a slice of rows), ``X[idx]`` (an index array) or ``X[i]`` (one row
@@ -133,8 +154,14 @@ class NormalizedRows:
         if isinstance(key, slice):
             positions = range(*key.indices(self.shape[0]))
             if positions.step == 1 and self.rows is None:  # contiguous: no gather
-                return self._normalized(np.asarray(self.raw[positions.start:positions.stop]),
-                                        None)
+                out = np.empty((len(positions), self.shape[1]), dtype=self.dtype)
+                chunks = self._chunks(len(positions))
+                for start in chunks:
+                    stop = min(start + chunks.step, len(positions))
+                    first = positions.start
+                    self._normalize_into(np.asarray(self.raw[first + start:first + stop]),
+                                         out[start:stop])
+                return out
             return self.take(np.arange(positions.start, positions.stop, positions.step))
         if np.ndim(key) == 0:
             i = int(key)  # type: ignore[arg-type]
@@ -146,8 +173,11 @@ class NormalizedRows:
         return self[:]
 
 
+MAPPED_BLOCK_ELEMENTS = 1 << 18  # values per block in a pass over a memmap (1 MiB float32)
+
+
 def check_values(X: np.ndarray, normalization: Normalization, dtype: str | np.dtype,
-                 source: str, elements: int = 1 << 22) -> None:
+                 source: str, elements: int = MAPPED_BLOCK_ELEMENTS) -> None:
     """Refuse an X: (N, D) (a memmap) that holds NaN or inf, or a value that does not fit
     ``dtype`` once normalized — the checks an in-memory source gets when it is read and
     normalized — in one pass over row blocks of about ``elements`` values. Errors name the

@@ -5,7 +5,8 @@ example per row, and the raw labels as strings) by the reader registered for its
 :data:`SOURCES`: an image folder (one subfolder per class; its images are the files of
 :data:`nncli.data.images.FORMATS`), a ``.csv``/``.tsv``/``.tab`` table or an ``.npz`` with
 ``X`` and ``y``, or an array folder (``X.npy`` and ``y.npy``, memory-mapped: see
-:mod:`nncli.data.arrayfolder`). To add a source: its reader in a module of its own, and one entry here.
+:mod:`nncli.data.arrayfolder`). To add a source: its reader in a module of its own, and
+one entry here.
 
 Each reader module is imported when a source of its kind is first read, so that a command
 pays only for what it reads (an image folder loads Pillow and the decode pools). The reader
