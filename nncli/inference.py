@@ -32,9 +32,12 @@ from nncli.data import (
     read_source,
     reader_config,
 )
+from nncli.data.arrayfolder import is_array_folder
 from nncli.data.cells import na_set
 from nncli.data.encoding import Counts, warn_counts
 from nncli.data.prepare import scaled_targets
+from nncli.data.rowview import NormalizedRows, check_values
+from nncli.data.types import is_mapped
 from nncli.errors import NncliError
 from nncli.metrics import (
     Confusion,
@@ -135,6 +138,10 @@ def labelled_inputs(checkpoint: str | Path, data: str | Path
         if cfg.task == "regression" \
         else encode_labels(raw.labels, ckpt.classes, raw.source, raw.label_lines)
     where = Normalization.rows_of(raw)
+    if is_mapped(raw.X):  # an array folder: its rows normalized as they are scored
+        check_values(raw.X, ckpt.normalization, ckpt.model.dtype, raw.source)
+        return ckpt, NormalizedRows(raw.X, None, ckpt.normalization, ckpt.model.dtype), y, \
+            where  # type: ignore[return-value]
     return ckpt, ckpt.normalization.apply(raw.X, ckpt.model.dtype, where), y, where
 
 
@@ -395,6 +402,8 @@ class Predictor:
             what = f"{item} is a table"
         elif suffix == ".npz":
             what = f"{item} is an .npz file (score a labelled one with nncli eval)"
+        elif os.path.isdir(item) and is_array_folder(Path(item)):
+            what = f"{item} is an array folder (X.npy, y.npy: score it with nncli eval)"
         elif not os.path.exists(item) and (n := numbers_in(item)):
             what = f"'{item[:60]}' is a table row of {n} values"
         if what:

@@ -501,6 +501,10 @@ class TableReader:
         if suffix in image_extensions():
             return f"{text} is an image"
         if os.path.isdir(text):
+            from nncli.data.arrayfolder import is_array_folder
+
+            if is_array_folder(Path(text)):
+                return f"{text} is an array folder (X.npy, y.npy: score it with nncli eval)"
             return f"{text} is a folder"
         if suffix in NPZ_SUFFIXES:
             return f"{text} is an .npz file (score a labelled one with nncli eval)"

@@ -10,6 +10,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -290,10 +291,14 @@ class MinibatchStep:
         return d_loss, r_loss, correct
 
 
-def _batches(n: int, batch_size: int | str, rng: np.random.Generator) -> list[np.ndarray]:
+def _batches(n: int, batch_size: int | str, rng: np.random.Generator,
+             order_of: Callable[[np.random.Generator], np.ndarray] | None = None
+             ) -> list[np.ndarray]:
+    """An epoch's batches of row indices: ``order_of(rng)`` (the dataset's order, e.g. an
+    array folder's block shuffle), by default ``rng.permutation(n)``, cut into batches."""
     if batch_size == "full":
         return [np.arange(n)]
-    order = rng.permutation(n)
+    order = rng.permutation(n) if order_of is None else order_of(rng)
     return [order[i:i + batch_size] for i in range(0, n, int(batch_size))]
 
 
@@ -485,7 +490,8 @@ class Trainer:
         data loss and reg loss, each summed over the examples, and the correct predictions."""
         state, train_step, progress = self.state, self.train_step, self.progress
         sum_data, sum_reg, sum_correct = 0.0, 0.0, 0
-        for idx in _batches(self.n, self.cfg.train.batch_size, state.rng):
+        for idx in _batches(self.n, self.cfg.train.batch_size, state.rng,
+                            self.data.train.order):
             m = len(idx)
             d_loss, r_loss, correct = train_step(idx, lr)
             if not math.isfinite(d_loss + r_loss):

@@ -35,8 +35,8 @@ def test_a_folder_is_the_folder_source_and_an_unknown_suffix_lists_every_kind(
     with pytest.raises(NncliError) as info:
         source_kind(tmp_path / "data.parquet")
     assert str(info.value) == (f"{tmp_path / 'data.parquet'}: unknown data kind '.parquet' "
-                               f"(expected an image folder, a .csv/.tsv table or an .npz "
-                               f"with X and y)")
+                               f"(expected an image folder, a .csv/.tsv table, an .npz "
+                               f"with X and y or a folder with X.npy and y.npy)")
 
 
 def test_every_table_suffix_has_a_delimiter_and_belongs_to_the_table_source() -> None:

@@ -25,6 +25,20 @@ def _first_non_finite_row(X: np.ndarray) -> int | None:
     return None
 
 
+def array_labels(y: np.ndarray, path: Path) -> np.ndarray:
+    """Labels y: (N,) of numbers or strings as class-name strings (N,) (byte strings
+    decoded, integral numbers written as integers: :func:`canonical_label`); a non-finite
+    number is an error naming the example. Each distinct value is converted once."""
+    if y.dtype.kind == "S":  # byte strings (e.g. from h5py or Python 2): decode, not "b'cat'"
+        y = np.char.decode(y, "utf-8", errors="replace")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        row = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise NncliError(f"{path}: y has a non-finite label in example {row + 1}")
+    uniq, inverse = np.unique(y, return_inverse=True)
+    names = np.array([canonical_label(v) for v in uniq.tolist()], dtype=str)
+    return names[inverse.reshape(-1)] if len(y) else names
+
+
 def load_npz(path: Path) -> RawData:
     """An ``.npz`` with ``X`` (N, D) or (N, H, W[, C]) and ``y`` (N,). Never unpickles."""
     if not zipfile.is_zipfile(path):  # np.load would try to unpickle anything else
@@ -62,11 +76,6 @@ def load_npz(path: Path) -> RawData:
     if bad_row is not None:
         row = bad_row
         raise NncliError(f"{path}: X has a non-finite value in example {row + 1}")
-    if y.dtype.kind == "S":  # byte strings (e.g. from h5py or Python 2): decode, not "b'cat'"
-        y = np.char.decode(y, "utf-8", errors="replace")
-    if y.dtype.kind == "f" and not np.isfinite(y).all():
-        row = int(np.flatnonzero(~np.isfinite(y))[0])
-        raise NncliError(f"{path}: y has a non-finite label in example {row + 1}")
-    labels = np.array([canonical_label(v) for v in y.tolist()], dtype=str)
+    labels = array_labels(y, path)
     return RawData(X=flat, labels=labels, input_shape=tuple(int(s) for s in X.shape[1:]),
                    source=str(path), kind="array")

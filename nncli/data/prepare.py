@@ -16,10 +16,11 @@ import numpy as np
 from nncli.data.columns import align_features
 from nncli.data.encoding import Encoding, warn_counts
 from nncli.data.labels import encode_labels, numeric_targets, sort_classes
-from nncli.data.normalize import fit_normalization
+from nncli.data.normalize import fit_normalization, fit_normalization_rows
+from nncli.data.rowview import MAPPED_BLOCK_ELEMENTS, NormalizedRows, check_values
 from nncli.data.sources import read_source
 from nncli.data.splits import stratified_split
-from nncli.data.types import Dataset, Normalization, RawData, TrainingData
+from nncli.data.types import Dataset, Normalization, RawData, TrainingData, is_mapped
 from nncli.errors import NncliError
 
 if TYPE_CHECKING:
@@ -89,6 +90,9 @@ def make_dataset(raw: RawData, classes: Sequence[str], norm: Normalization,
     check_shape(raw, input_shape, role)
     y = encode_labels(raw.labels, classes, raw.source, raw.label_lines) if target is None \
         else scaled_targets(raw, target, dtype)
+    if is_mapped(raw.X):  # an array folder: checked in one pass, normalized as it is read
+        check_values(raw.X, norm, dtype, raw.source)
+        return Dataset(NormalizedRows(raw.X, None, norm, dtype), y, list(classes), raw.source)
     return Dataset(norm.apply(raw.X, dtype, Normalization.rows_of(raw), overwrite=True), y,
                    list(classes), raw.source)
 
@@ -165,6 +169,47 @@ def _held_part(raw: RawData, y: np.ndarray, rows: np.ndarray | None, norm: Norma
                               overwrite=True), y[rows], classes, f"{raw.source} ({what})")
 
 
+Parts = tuple[Normalization, Dataset, "Dataset | None", "Dataset | None"]
+Rows = tuple["np.ndarray | None", "np.ndarray | None", "np.ndarray | None"]
+
+
+def _in_memory_parts(raw: RawData, y: np.ndarray, rows: Rows, d: DataConfig, dtype: str,
+                     classes: list[str], encoding: Encoding | None) -> Parts:
+    """The normalization fitted on the training rows of ``raw`` and the train, val and test
+    splits of rows ``rows`` (train, val, test; see :func:`_split_rows`), normalized in
+    memory (in place where possible)."""
+    keep, held, tested = rows
+    X = raw.X if keep is None else raw.X[keep]
+    norm = fit_normalization(X, d.normalize, raw.kind == "images")
+    if encoding is not None:
+        norm = encoding.one_hot_unscaled(norm)
+    train = Dataset(norm.apply(X, dtype, Normalization.rows_of(raw, keep), overwrite=True),
+                    y if keep is None else y[keep], classes, raw.source)
+    del X
+    val = _held_part(raw, y, held, norm, dtype, classes, f"val_split {d.val_split}")
+    test = _held_part(raw, y, tested, norm, dtype, classes, f"test_split {d.test_split}")
+    return norm, train, val, test
+
+
+def _mapped_parts(raw: RawData, y: np.ndarray, rows: Rows, d: DataConfig, dtype: str,
+                  classes: list[str], encoding: Encoding | None) -> Parts:
+    """As :func:`_in_memory_parts` for a memory-mapped X (an array folder): the statistics
+    computed in blocks over the training rows, every row's values checked in one pass, and
+    each split a :class:`~nncli.data.rowview.NormalizedRows` view that normalizes the rows
+    it reads (index arrays into the file, sorted, so that gathers stay local)."""
+    keep, held, tested = rows
+    norm = fit_normalization_rows(raw.X, keep, d.normalize, False, MAPPED_BLOCK_ELEMENTS)
+    check_values(raw.X, norm, dtype, raw.source)
+    view = NormalizedRows(raw.X, keep, norm, dtype)
+    train = Dataset(view, y if keep is None else y[keep], classes, raw.source, view.order)
+    held_parts = [None if part is None else
+                  Dataset(NormalizedRows(raw.X, part, norm, dtype), y[part], classes,
+                          f"{raw.source} ({what})")
+                  for part, what in ((held, f"val_split {d.val_split}"),
+                                     (tested, f"test_split {d.test_split}"))]
+    return norm, train, held_parts[0], held_parts[1]
+
+
 def load_training_data(cfg: Config, splits: Sequence[str] = ("train", "val", "test"),
                        dtype: str | None = None) -> TrainingData:
     """Read, split, label-encode, column-encode and normalize the data of ``cfg``.
@@ -189,21 +234,14 @@ def load_training_data(cfg: Config, splits: Sequence[str] = ("train", "val", "te
                                 d.missing, raw.source)
         del train_X
         raw = encode_table(raw, encoding, "train")
-    X = raw.X if keep is None else raw.X[keep]
-    norm = fit_normalization(X, d.normalize, raw.kind == "images")
-    if encoding is not None:
-        norm = encoding.one_hot_unscaled(norm)
     target = None
     if regression:  # fit on the training part, applied to every part
         target = fit_normalization((y if keep is None else y[keep])[:, None],
                                    d.normalize_target, False)
         y = target.apply(y[:, None], dtype)[:, 0]
-    train = Dataset(norm.apply(X, dtype, Normalization.rows_of(raw, keep), overwrite=True),
-                    y if keep is None else y[keep], classes, raw.source)
-    del X
-    val = _held_part(raw, y, held, norm, dtype, classes, f"val_split {d.val_split}")
-    test = _held_part(raw, y, tested, norm, dtype, classes, f"test_split {d.test_split}")
-    del raw.X  # normalized in place above when possible: drop the only other reference
+    parts = _mapped_parts if is_mapped(raw.X) else _in_memory_parts
+    norm, train, val, test = parts(raw, y, (keep, held, tested), d, dtype, classes, encoding)
+    del raw.X  # normalized in place when possible: drop the only other reference
     input_shape = raw.input_shape
     if val is None and d.val is not None and "val" in splits:
         val = make_dataset(read_source(d.val, reader_config(d, encoding)), classes, norm,

@@ -4,7 +4,9 @@ A source is read into :class:`~nncli.data.types.RawData` (features as an (N, D) 
 example per row, and the raw labels as strings) by the reader registered for its kind in
 :data:`SOURCES`: an image folder (one subfolder per class; its images are the files of
 :data:`nncli.data.images.FORMATS`), a ``.csv``/``.tsv``/``.tab`` table or an ``.npz`` with
-``X`` and ``y``. To add a source: its reader in a module of its own, and one entry here.
+``X`` and ``y``, or an array folder (``X.npy`` and ``y.npy``, memory-mapped: see
+:mod:`nncli.data.arrayfolder`). To add a source: its reader in a module of its own, and
+one entry here.
 
 Each reader module is imported when a source of its kind is first read, so that a command
 pays only for what it reads (an image folder loads Pillow and the decode pools). The reader
@@ -55,6 +57,14 @@ def read_npz(path: Path, data_cfg: DataConfig) -> RawData:
     return load_npz(path)
 
 
+def read_arrays(path: Path, data_cfg: DataConfig) -> RawData:
+    """A folder with ``X.npy`` and ``y.npy``, X memory-mapped
+    (:func:`nncli.data.arrayfolder.read_array_folder`)."""
+    from nncli.data.arrayfolder import read_array_folder
+
+    return read_array_folder(path)
+
+
 @dataclass(frozen=True)
 class Source:
     """One kind of source: the file suffixes it takes (a folder: none, it is a folder),
@@ -73,6 +83,7 @@ SOURCES: dict[str, Source] = {
     "folder": Source((), "an image folder", read_folder),
     "table": Source(tuple(TABLE_SUFFIXES), "a .csv/.tsv table", read_table),
     "npz": Source(NPZ_SUFFIXES, "an .npz with X and y", read_npz),
+    "arrays": Source((), "a folder with X.npy and y.npy", read_arrays),
 }
 # Taken once from SOURCES, so a reader swapped in later (the tests do) keeps its suffixes.
 _KIND_OF_SUFFIX = {suffix: kind for kind, source in SOURCES.items()
@@ -81,9 +92,12 @@ _EXPECTED = [source.described for source in SOURCES.values()]
 
 
 def source_kind(path: Path) -> str:
-    """Which reader handles ``path``: folder, table (.csv/.tsv/.tab) or npz."""
+    """Which reader handles ``path``: arrays (a folder holding X.npy or y.npy), folder (any
+    other folder: images in class subfolders), table (.csv/.tsv/.tab) or npz."""
     if path.is_dir():
-        return "folder"
+        from nncli.data.arrayfolder import is_array_folder
+
+        return "arrays" if is_array_folder(path) else "folder"
     suffix = path.suffix.lower()
     if suffix in _KIND_OF_SUFFIX:
         return _KIND_OF_SUFFIX[suffix]

@@ -109,15 +109,28 @@ class Normalization:
         return lambda i: f"{raw.source}: example {int(numbers[i]) + 1}"
 
 
+def is_mapped(X: object) -> bool:
+    """Whether X is a memory-mapped array (an array folder's X.npy), whose rows are read
+    batch by batch rather than copied whole."""
+    return isinstance(X, np.memmap)
+
+
 @dataclass
 class Dataset:
     """A labelled split ready for the network. X: (N, D) normalized, y: (N,) class indices
-    (or, for regression, the normalized targets)."""
+    (or, for regression, the normalized targets).
+
+    X is an array, or for an array folder a :class:`~nncli.data.rowview.NormalizedRows`
+    (the same interface for training and scoring: ``shape``, ``dtype``, ``take``,
+    slices), normalized as rows are read. ``order(rng) -> (N,)`` is the order of an
+    epoch's examples; None: ``rng.permutation(N)``.
+    """
 
     X: np.ndarray
     y: np.ndarray
     classes: list[str]
     source: str
+    order: Callable[[np.random.Generator], np.ndarray] | None = None
 
 
 @dataclass
