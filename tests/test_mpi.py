@@ -72,8 +72,9 @@ def mpirun_train(tmp: Path, config: Path, *args: str, env: dict[str, str] | None
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    """51 training rows (val_split 0.2 of 63), 3 classes weighted 1, 3 and 0.5, a hidden layer and L2;
-    batches of 5, odd, leave a last batch of 1 row: rank 1's slice of it is empty."""
+    """51 training rows (val_split 0.2 of 63), 3 classes weighted 1, 3 and 0.5, a hidden
+    layer and L2; batches of 5, odd, leave a last batch of 1 row: rank 1's slice of it is
+    empty."""
     X, y = blobs(n_per_class=21, n_features=6)
     table = write_table(tmp_path / "train.csv", X, np.array(["a", "b", "c"])[y])
     doc = config_doc(table.resolve(), data={"val_split": 0.2}, model={"hidden": [7]},
