@@ -392,14 +392,19 @@ def _allocate(cfg: Config, ckpt: Checkpoint | None, data: TrainingData, batch_ca
 
 
 def _checkpoint_to_resume(cfg: Config, resume: Path | None, out: str | Path | None,
-                          run: RunDir) -> tuple[Checkpoint | None, list[dict[str, Any]]]:
+                          run: RunDir
+                          ) -> tuple[Checkpoint | None, list[dict[str, Any]] | NncliError]:
     """The checkpoint ``resume`` names, checked to be resumable in its ``run``, and its
-    checked metric rows; (None, []) for a new run."""
+    checked metric rows, or the error that they are damaged (to raise after the checks
+    against the data, which come first); (None, []) for a new run."""
     if resume is None:
         return None, []
     ckpt = load_checkpoint(resume)  # checks every array and all the resume state
     _resumable_run_dir(ckpt, cfg, resume, out)
-    return ckpt, _restored_rows(ckpt, run, resume)
+    try:
+        return ckpt, _restored_rows(ckpt, run, resume)
+    except NncliError as exc:
+        return ckpt, exc
 
 
 def _best_metric(cfg: Config, data: TrainingData) -> str:
@@ -444,6 +449,8 @@ class Trainer:
         self.metric = _best_metric(cfg, data)
         if ckpt is not None:
             _compatible(ckpt, cfg, data, resume)
+        if isinstance(rows, NncliError):
+            raise rows
         self.objective = objective_from_config(cfg, class_weights(cfg, data))
         n = self.n = data.train.X.shape[0]
         batch_cap = n if cfg.train.batch_size == "full" else min(n, int(cfg.train.batch_size))
