@@ -538,6 +538,18 @@ class _CliProgress:
             self.bar = None
 
 
+def _silence_this_rank() -> None:
+    """Ranks above 0 of an MPI run print nothing: their stdout and stderr (also library
+    warnings, and C code's) go to /dev/null; NNCLI_DEBUG=1 keeps their stderr."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    sys.stdout.flush()
+    os.dup2(null, 1)
+    if not _debug():
+        sys.stderr.flush()
+        os.dup2(null, 2)
+    os.close(null)
+
+
 def _require_matplotlib(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     """--report: no matplotlib is an error now, before the training starts."""
     if value:
@@ -564,19 +576,29 @@ def train(config: str, out: str | None, overrides: tuple[str, ...], resume: str 
     """Train the model of CONFIG and write its run directory.
 
     Example: nncli train configs/digits-mlp.yaml --set train.lr=0.05
+
+    Under mpirun (mpirun -n K nncli train CONFIG) the training is data-parallel over K
+    processes; rank 0 writes the run directory and prints, the others are silent.
     """
     from nncli.config import load_config
+    from nncli.parallel import world
     from nncli.train import train as run_training
 
+    comm = world()  # a plain process unless an MPI launcher started this one
+    if not comm.is_root:
+        _silence_this_rank()
     if seed is not None:
         overrides = (*overrides, f"seed={seed}")
     cfg = load_config(config, overrides)
     # SIGINT and SIGTERM are KeyboardInterrupt for every command (NncliGroup.main).
-    progress = _CliProgress(quiet)
+    progress = _CliProgress(quiet or not comm.is_root)
     try:
-        result = run_training(cfg, out=out, resume=resume, progress=progress)
+        with comm.session():
+            result = run_training(cfg, out=out, resume=resume, progress=progress, comm=comm)
     finally:
         progress.close()
+    if not comm.is_root:
+        return
     if with_report:
         from nncli.report import write_report
 

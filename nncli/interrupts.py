@@ -37,12 +37,17 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _received: int | None = None  # the first SIGINT/SIGTERM since install(), if any
 _holding = False  # the main thread is inside held(): the handler records, raises nothing
 _held = False  # a signal arrived inside held(); raised when the block ends
+_deferring = False  # inside deferred(): the handler only notes the signal
+_deferred: int | None = None  # the signal noted inside deferred(), not yet delivered
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     """Record the signal and raise KeyboardInterrupt where the main thread is (at the end
     of the :func:`held` block it is in, if any)."""
-    global _received, _held
+    global _received, _held, _deferred
+    if _deferring:
+        _deferred = _deferred or signum
+        return
     if _received is None:
         _received = signum
     if _holding:
@@ -73,6 +78,41 @@ def held() -> Iterator[None]:
         _holding = False
     if _held:
         raise KeyboardInterrupt
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Run the block with SIGINT/SIGTERM only noted (:func:`pending`), never raised, and not
+    seen by :func:`raise_if_interrupted`: the caller delivers them (:func:`deliver`) at a
+    point it chooses. For data-parallel training, whose processes must all stop at the same
+    step (a process that raised alone would leave the others blocked in a collective). A
+    signal still pending when the block ends is delivered then (unless the block raises)."""
+    global _deferring, _deferred
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _deferred = None
+    _deferring = True
+    try:
+        yield
+    finally:
+        _deferring = False
+    if _deferred is not None:
+        deliver(_deferred)
+
+
+def pending() -> int | None:
+    """The signal noted inside :func:`deferred` and not yet delivered, or None."""
+    return _deferred
+
+
+def deliver(signum: int) -> None:
+    """Record ``signum`` as received (as the handler does) and raise KeyboardInterrupt."""
+    global _received, _deferred
+    _deferred = None
+    if _received is None:
+        _received = signum
+    raise KeyboardInterrupt
 
 
 def received() -> int | None:

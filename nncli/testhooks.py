@@ -6,7 +6,8 @@
 stderr when that is unset), flushes, and sleeps in short steps for up to about
 60 seconds, so that a test can send a signal at exactly that point.  Signals
 arriving during the sleep are handled at once by Python (``time.sleep`` is
-interruptible), so the handler's exception surfaces from this call.
+interruptible), so the handler's exception surfaces from this call; a signal that
+:func:`nncli.interrupts.deferred` only notes ends the pause.
 
 Phases: ``import``, ``load``, ``parse-table``, ``decode``, ``train``,
 ``eval``, ``predict``.
@@ -20,6 +21,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+
+from nncli import interrupts
 
 #: How long a paused process waits for the test's signal before going on.
 PAUSE_SECONDS = 60.0
@@ -46,3 +49,5 @@ def pause_here(phase: str) -> None:
     deadline = time.monotonic() + PAUSE_SECONDS
     while time.monotonic() < deadline:
         time.sleep(_STEP_SECONDS)
+        if interrupts.pending() is not None:
+            return  # a signal noted for later (data-parallel training) ends the pause too

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,6 +51,9 @@ from nncli.rundir import (
     refuse_existing_run,
     run_dir_of_checkpoint,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nncli.parallel import MpiWorld, SingleProcess
 
 log = logging.getLogger("nncli")
 
@@ -268,20 +271,20 @@ class MinibatchStep:
 
     def __init__(self, model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
                  batch_cap: int, objective: Objective = DEFAULT_OBJECTIVE,
-                 step: str = "auto") -> None:
+                 step: str = "auto", comm: SingleProcess | MpiWorld | None = None) -> None:
         self.model, self.optimizer, self.X, self.y = model, optimizer, X, y
         self.step = training_step(model, objective, batch_cap, step)
         self.y_buffer = np.empty(batch_cap, dtype=y.dtype)
         self.plain_sgd = optimizer.name == "sgd"
+        # data-parallel training (nncli.parallel): each call trains this rank's slice
+        self.parallel = None if comm is None else comm.step(self)
 
     def __call__(self, idx: np.ndarray, lr: float) -> tuple[float, float, int]:
         """Update the model on examples ``idx`` (M,) with rate ``lr``; returns (data loss,
         reg loss, correct predictions), all measured before the update."""
-        m = len(idx)
-        # Indices come from a permutation, so bounds checks are moot; mode="raise" would
-        # also make take() copy through a temporary buffer (2-3x slower here).
-        xb = self.X.take(idx, axis=0, out=self.step.batch_rows(m), mode="clip")
-        yb = self.y.take(idx, out=self.y_buffer[:m], mode="clip")
+        if self.parallel is not None:
+            return self.parallel(idx, lr)
+        xb, yb = self.gather(idx)
         if self.plain_sgd:  # nothing needs the gradient: the step may fuse the update in
             return self.step.sgd_step(xb, yb, float(lr))
         d_loss, r_loss, correct, grads = self.step.gradients(xb, yb)
@@ -289,6 +292,15 @@ class MinibatchStep:
             # The gradients live in the step's arrays and are recomputed by the next step.
             self.optimizer.step(self.model.params, grads, lr, grads_are_scratch=True)
         return d_loss, r_loss, correct
+
+    def gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``idx`` (M,) of X and y into the step's batch arrays: (M, D), (M,)."""
+        m = len(idx)
+        # Indices come from a permutation, so bounds checks are moot; mode="raise" would
+        # also make take() copy through a temporary buffer (2-3x slower here).
+        xb = self.X.take(idx, axis=0, out=self.step.batch_rows(m), mode="clip")
+        yb = self.y.take(idx, out=self.y_buffer[:m], mode="clip")
+        return xb, yb
 
 
 def _batches(n: int, batch_size: int | str, rng: np.random.Generator,
@@ -303,7 +315,8 @@ def _batches(n: int, batch_size: int | str, rng: np.random.Generator,
 
 
 def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None = None,
-          progress: Progress | None = None, data: TrainingData | None = None) -> TrainResult:
+          progress: Progress | None = None, data: TrainingData | None = None,
+          comm: SingleProcess | MpiWorld | None = None) -> TrainResult:
     """Train ``cfg``'s model and write its run directory; returns the summary and model.
 
     ``out`` is the run directory (default ``runs/<name>``, or ``runs/<name>-2``... if taken);
@@ -312,19 +325,30 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     checked, and the training buffers allocated, before anything is written, and a new run
     that ends before its first checkpoint leaves nothing behind.
     Raises :class:`DivergedError` on a non-finite loss and :class:`Interrupted` on Ctrl-C.
+    ``comm`` (:mod:`nncli.parallel`) trains data-parallel over MPI: rank 0 opens and writes
+    the run directory, the others write nothing; an error on any rank stops all.
     """
-    if resume is not None:
-        run = RunDir(run_dir_of_checkpoint(Path(resume)))
-        run.lock()  # first: a run that still trains is refused before its files are read
-    else:
-        run = RunDir(_new_run_dir(cfg, out))
+    from nncli.parallel import SINGLE_PROCESS
+
+    comm = comm or SINGLE_PROCESS
+    run = comm.run_dir(lambda: _open_run_dir(cfg, out, resume))
     try:
-        return Trainer(cfg, run, out, resume, progress, data).fit()
+        return comm.together(Trainer, cfg, run, out, resume, progress, data, comm).fit()
     except BaseException:
         run.abandon_if_new()  # a new run without a checkpoint: leave no trace of it
         raise
     finally:
         run.release()
+
+
+def _open_run_dir(cfg: Config, out: str | Path | None, resume: str | Path | None) -> RunDir:
+    """The run directory to write: the one of checkpoint ``resume`` (locked now, so a run
+    that still trains is refused before its files are read), or a new one."""
+    if resume is not None:
+        run = RunDir(run_dir_of_checkpoint(Path(resume)))
+        run.lock()
+        return run
+    return RunDir(_new_run_dir(cfg, out))
 
 
 def _restored_rows(ckpt: Checkpoint, run: RunDir, path: Path) -> list[dict[str, Any]]:
@@ -344,9 +368,11 @@ def _restored_rows(ckpt: Checkpoint, run: RunDir, path: Path) -> list[dict[str, 
 
 
 def _allocate(cfg: Config, ckpt: Checkpoint | None, data: TrainingData, batch_cap: int,
-              objective: Objective) -> tuple[MLP, Optimizer, MinibatchStep]:
+              objective: Objective, comm: SingleProcess | MpiWorld | None = None,
+              ) -> tuple[MLP, Optimizer, MinibatchStep]:
     """The model, optimizer and training step with all their arrays, after checking that
-    they fit in the available memory; a MemoryError is reported the same way."""
+    they fit in the available memory; a MemoryError is reported the same way. With a
+    ``comm`` of several ranks the step is data-parallel."""
     X, y = data.train.X, data.train.y
     hidden = list(cfg.model.hidden)
     outputs = output_units(cfg.task, data.classes)
@@ -361,7 +387,8 @@ def _allocate(cfg: Config, ckpt: Checkpoint | None, data: TrainingData, batch_ca
         optimizer = optimizer_from_config(cfg)
         if ckpt is not None:
             optimizer.load_state_arrays(ckpt.optimizer_state)
-        step = MinibatchStep(model, optimizer, X, y, batch_cap, objective, cfg.train.step)
+        step = MinibatchStep(model, optimizer, X, y, batch_cap, objective, cfg.train.step,
+                             comm if comm is not None and comm.size > 1 else None)
     except MemoryError:
         need = training_bytes(sizes, cfg.train.dtype, cfg.train.optimizer, batch_cap)
         raise NncliError(memory_message(hidden, sizes, cfg.train.dtype, cfg.train.optimizer,
@@ -369,14 +396,20 @@ def _allocate(cfg: Config, ckpt: Checkpoint | None, data: TrainingData, batch_ca
     return model, optimizer, step
 
 
-def _checkpoint_to_resume(cfg: Config, resume: Path | None,
-                          out: str | Path | None) -> Checkpoint | None:
-    """The checkpoint ``resume`` names, checked to be resumable in its run, or None."""
+def _checkpoint_to_resume(cfg: Config, resume: Path | None, out: str | Path | None,
+                          run: RunDir
+                          ) -> tuple[Checkpoint | None, list[dict[str, Any]] | NncliError]:
+    """The checkpoint ``resume`` names, checked to be resumable in its ``run``, and its
+    checked metric rows, or the error that they are damaged (to raise after the checks
+    against the data, which come first); (None, []) for a new run."""
     if resume is None:
-        return None
+        return None, []
     ckpt = load_checkpoint(resume)  # checks every array and all the resume state
     _resumable_run_dir(ckpt, cfg, resume, out)
-    return ckpt
+    try:
+        return ckpt, _restored_rows(ckpt, run, resume)
+    except NncliError as exc:
+        return ckpt, exc
 
 
 def _best_metric(cfg: Config, data: TrainingData) -> str:
@@ -399,33 +432,41 @@ class Trainer:
     :meth:`summarize`; :meth:`interrupted` and :meth:`diverged` finish the checkpoints of
     a run that ends early. All of the run's progress is in :attr:`state`
     (:class:`TrainState`). ``run`` is chosen (and, to resume, locked) by :func:`train`.
+    With ``comm`` (:mod:`nncli.parallel`) of several ranks, rank 0 reads the checkpoint to
+    resume and validates, and the others receive what it found; only rank 0 saves.
     """
 
     def __init__(self, cfg: Config, run: RunDir, out: str | Path | None = None,
                  resume: str | Path | None = None, progress: Progress | None = None,
-                 data: TrainingData | None = None) -> None:
+                 data: TrainingData | None = None,
+                 comm: SingleProcess | MpiWorld | None = None) -> None:
+        from nncli.parallel import SINGLE_PROCESS
+
         self.wall_start = time.perf_counter()
         self.cfg, self.run, self.out = cfg, run, out
+        self.comm = comm = comm or SINGLE_PROCESS
         run.columns = metric_columns(cfg.task)
         self.regression = cfg.task == "regression"
         self.progress = progress or Progress()
         resume = None if resume is None else Path(resume)
-        ckpt = _checkpoint_to_resume(cfg, resume, out)
+        ckpt, rows = comm.from_root(_checkpoint_to_resume, cfg, resume, out, run)
         data = self.data = data or load_training_data(cfg)
         self.metric = _best_metric(cfg, data)
         if ckpt is not None:
             _compatible(ckpt, cfg, data, resume)
+        if isinstance(rows, NncliError):
+            raise rows
         self.objective = objective_from_config(cfg, class_weights(cfg, data))
         n = self.n = data.train.X.shape[0]
         batch_cap = n if cfg.train.batch_size == "full" else min(n, int(cfg.train.batch_size))
         self.model, self.optimizer, self.train_step = _allocate(cfg, ckpt, data, batch_cap,
-                                                                self.objective)
+                                                                self.objective, comm)
+        comm.broadcast_arrays(list(self.model.params.values()))  # rank 0's, to be sure
         self.fresh = ckpt is None
         if ckpt is None:
             self.state = TrainState.begin(cfg.seed)
         else:
-            self.state = TrainState.begin(cfg.seed, ckpt.epoch, ckpt.step, ckpt.resume,
-                                          _restored_rows(ckpt, run, resume))
+            self.state = TrainState.begin(cfg.seed, ckpt.epoch, ckpt.step, ckpt.resume, rows)
         self.start_epoch = self.state.epoch
         # A resumed run that had stopped early only needs its summary written.
         self.last_epoch = self.start_epoch if ckpt is not None and _stopped_early(ckpt, cfg) \
@@ -434,7 +475,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train to ``train.epochs`` (or an early stop) and write the summary. Raises
         :class:`DivergedError` on a non-finite loss and :class:`Interrupted` on Ctrl-C."""
-        self.start()
+        self.comm.together(self.start)  # rank 0 claims the run directory: all go, or none
         # Overflow is detected (and reported once) through the loss check of each batch.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             try:
@@ -510,15 +551,19 @@ class Trainer:
 
     def validate(self, row: dict[str, Any]) -> None:
         """Fill ``row``'s val_loss and val_acc (val_rmse) on the validation split, if there is
-        one."""
+        one (data-parallel: rank 0's figures on every rank, so all stop early alike)."""
+        row.update(self.comm.from_root(self._validation))
+
+    def _validation(self) -> dict[str, float]:
         data = self.data
         if data.val is not None and self.regression:
             scored = evaluate_regression(self.model, data.val.X, data.val.y, self.objective,
                                          data.target_shift, data.target_scale)
-            row["val_loss"], row["val_rmse"] = scored.loss, scored.rmse
-        elif data.val is not None:
+            return {"val_loss": scored.loss, "val_rmse": scored.rmse}
+        if data.val is not None:
             result = evaluate(self.model, data.val.X, data.val.y, self.objective)
-            row["val_loss"], row["val_acc"] = result.loss, result.accuracy
+            return {"val_loss": result.loss, "val_acc": result.accuracy}
+        return {}
 
     def after_epoch(self, row: dict[str, Any]) -> bool:
         """Record the epoch's ``row``: early stopping's best and patience, the checkpoints,
@@ -539,17 +584,22 @@ class Trainer:
         # last.npz (which carries the rows) is never behind the logs' claims.
         latest = state.latest = self.snapshot()
         if improved:
-            save_checkpoint(run.best, latest)
+            self.save(run.best, latest)
             state.best_saved_epoch = epoch
         stop = es is not None and state.wait >= es["patience"]
         if epoch % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs or stop:
-            save_checkpoint(run.last, latest)
+            self.save(run.last, latest)
             state.last_saved_epoch = epoch
         run.append_metrics(row)
         self.progress.on_epoch_end(row)
         if epoch == self.start_epoch + 1:
             pause_here("train")  # tests: signal a run that holds its checkpoints
         return stop
+
+    def save(self, path: Path, ckpt: Checkpoint) -> None:
+        """Write checkpoint ``ckpt`` to ``path`` (rank 0 only, in data-parallel training)."""
+        if self.comm.is_root:
+            save_checkpoint(path, ckpt)
 
     def snapshot(self) -> Checkpoint:
         """The checkpoint of the run as it stands (copies of the arrays)."""
@@ -575,9 +625,9 @@ class Trainer:
         # the old file): finish both, so best.npz agrees with last.npz's best_epoch.
         if (latest is not None and state.best_epoch == latest.epoch
                 and state.best_saved_epoch != state.best_epoch):
-            save_checkpoint(run.best, latest)
+            self.save(run.best, latest)
         if latest is not None and state.last_saved_epoch < latest.epoch:
-            save_checkpoint(run.last, latest)
+            self.save(run.last, latest)
         if latest is not None:  # the logs match last.npz even if the row was not appended
             run.start_metrics(rows=latest.resume.rows)
         # A fresh run's folder held no checkpoint before it (it is locked and was
@@ -595,7 +645,7 @@ class Trainer:
         """After a non-finite loss: keep the last good epoch in last.npz."""
         latest = self.state.latest
         if latest is not None and self.state.last_saved_epoch < latest.epoch:
-            save_checkpoint(self.run.last, latest)
+            self.save(self.run.last, latest)
 
     def summarize(self) -> TrainResult:
         """Write ``summary.json`` (with the test split's metrics of best.npz, if there is a
@@ -616,9 +666,11 @@ class Trainer:
             "run_dir": str(run.path),
             "peak_rss_mb": peak_rss_mb(),
         }
+        if self.comm.size > 1:  # samples_per_sec is the world's: n rows per epoch
+            summary["world_size"] = self.comm.size
         # only a run that used all its epochs (not one stopped early) can be "not converged"
         summary["converged"] = completed < cfg.train.epochs or _converged(cfg, rows)
-        if self.data.test is not None and run.best.exists():
+        if self.data.test is not None and self.comm.is_root and run.best.exists():
             summary["test"] = holdout_metrics(load_checkpoint(run.best).model, self.data,
                                               self.objective)
         run.write_summary(summary)
