@@ -198,7 +198,7 @@ def require_dask() -> Any:
 def _connect(address: str) -> Any:
     distributed = require_dask()
     try:
-        return distributed.Client(address, timeout="20s", set_as_default=False)
+        return distributed.Client(address, timeout="20s")
     except (OSError, TimeoutError) as exc:
         raise NncliError(f"--address {address}: cannot reach the Dask scheduler ({exc}); "
                          f"start one with 'dask scheduler'") from None
