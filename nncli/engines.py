@@ -126,7 +126,7 @@ def _record(spec: dict[str, Any], status: str, **extra: Any) -> dict[str, Any]:
 def run_trial(spec: dict[str, Any], should_stop: Callable[[], bool] | None = None
               ) -> dict[str, Any]:
     """Run one trial to its end (see the module docstring); returns its record
-    ``{"trial", "status", "exit_code", "error", "seconds", "resumed", "host"}`` with
+    ``{"trial", "status", "exit_code", "error", "seconds", "resumed", "threads", "host"}`` with
     status done | diverged | failed | interrupted | skipped (stopped before it started)."""
     stop_file = Path(spec["stop_file"])
     should_stop = should_stop or stop_file.exists
@@ -141,7 +141,8 @@ def run_trial(spec: dict[str, Any], should_stop: Callable[[], bool] | None = Non
     start = time.monotonic()
     run.mkdir(exist_ok=True)
     command, resumed = trial_command(spec)
-    env = {**os.environ, "NNCLI_THREADS": str(_threads_here(spec))}
+    threads = _threads_here(spec)
+    env = {**os.environ, "NNCLI_THREADS": str(threads)}
     log = run / "train.log"
     with open(log, "ab") as out:
         out.write(f"$ {' '.join(command)}\n".encode())
@@ -155,7 +156,7 @@ def run_trial(spec: dict[str, Any], should_stop: Callable[[], bool] | None = Non
         status = "failed"
     error = _last_error(log) if status != "done" else ""
     return _record(spec, status, exit_code=code, seconds=round(time.monotonic() - start, 3),
-                   resumed=resumed, error=error)
+                   resumed=resumed, threads=threads, error=error)
 
 
 def local_engine(specs: list[dict[str, Any]], workers: int,

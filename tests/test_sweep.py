@@ -216,22 +216,34 @@ def _sweep_process(tmp: Path, config: Path, *extra: str) -> subprocess.Popen[str
         stdin=subprocess.DEVNULL, text=True, env=env, start_new_session=True)
 
 
+def _mid_way(folder: Path) -> bool:
+    """A trial has saved a checkpoint and is at most half-way (not about to finish before
+    the signal reaches it): Ctrl-C now must resume it later."""
+    for run in folder.glob("trial-*"):
+        log = run / "metrics.jsonl"
+        epochs = len(log.read_text().splitlines()) if log.exists() else 0
+        if (run / "checkpoints" / "last.npz").exists() and 1 <= epochs <= 10:
+            return True
+    return False
+
+
 def test_a_sweep_interrupted_mid_way_and_run_again_trains_every_trial_once(
         tmp_path: Path) -> None:
-    config = digits_config(tmp_path, epochs=3, batch_size=8)
+    config = digits_config(tmp_path, epochs=20, batch_size=8)
     proc = _sweep_process(tmp_path, config)
     deadline = time.monotonic() + WAIT
-    while not (tmp_path / "paused.txt").exists():  # paused after its first trial ended
+    # The sweep pauses once its first trial has ended (its workers go on): then wait for
+    # another trial to be mid-way, and Ctrl-C.
+    while not ((tmp_path / "paused.txt").exists() and _mid_way(tmp_path / "sw")):
         assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the sweep never paused"
-        time.sleep(0.02)
+        assert time.monotonic() < deadline, "the sweep never paused with a trial mid-way"
+        time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
     out, err = proc.communicate(timeout=WAIT)
     assert proc.returncode == 130, err
     assert "Error: interrupted" in err
-    first = read_csv(tmp_path / "sw" / "sweep.csv")
-    assert "done" in {r["status"] for r in first}
-    assert len(first) < 4 or {r["status"] for r in first} != {"done"}
+    first = {r["trial"]: r["status"] for r in read_csv(tmp_path / "sw" / "sweep.csv")}
+    assert "done" in first.values() and "interrupted" in first.values()
 
     env = {k: v for k, v in os.environ.items() if k != "NNCLI_TEST_PAUSE"}
     again = subprocess.run([sys.executable, "-m", "nncli", "sweep", str(config), *GRID,
@@ -241,10 +253,17 @@ def test_a_sweep_interrupted_mid_way_and_run_again_trains_every_trial_once(
     rows = read_csv(tmp_path / "sw" / "sweep.csv")
     assert len(rows) == 4 and {r["status"] for r in rows} == {"done"}
     for row in rows:
+        run = tmp_path / "sw" / row["trial"]
         epochs = [json.loads(line)["epoch"] for line in
-                  (tmp_path / "sw" / row["trial"] / "metrics.jsonl").read_text().splitlines()]
-        assert epochs == [1, 2, 3], row["trial"]
+                  (run / "metrics.jsonl").read_text().splitlines()]
+        assert epochs == list(range(1, 21)), row["trial"]
+        record = json.loads((run / "trial.json").read_text())
+        # interrupted with a checkpoint: resumed from it; finished: not run again
+        assert record["resumed"] == (first.get(row["trial"]) == "interrupted" and
+                                     "--resume" in (run / "train.log").read_text())
+    assert any(json.loads((tmp_path / "sw" / t / "trial.json").read_text())["resumed"]
+               for t in first)
     assert sorted(p.name for p in (tmp_path / "sw").iterdir() if p.is_dir()) == \
         [f"trial-00{i}" for i in range(1, 5)]  # never a second run folder (trial-001-2)
-    assert again.stderr.count("kept from an earlier sweep") == len(
-        [r for r in first if r["status"] == "done"])
+    assert again.stderr.count("kept from an earlier sweep") == \
+        list(first.values()).count("done")
