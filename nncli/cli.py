@@ -904,7 +904,9 @@ def viz_confusion(checkpoint: str, data: str, output: str | None, normalize: boo
 def report(run_dir: str, output: str | None) -> None:
     """Write RUN_DIR on one self-contained HTML page and print its path: the config, the
     curves, the final and best metrics, best.npz evaluated on the test data (else the
-    validation or training data), the weights. Needs matplotlib: pip install "nncli[plot]".
+    validation or training data), the weights. A sweep folder (nncli sweep --out DIR) gives
+    its ranked trials and the metric against each swept key. Needs matplotlib: pip install
+    "nncli[plot]".
 
     Example: nncli report runs/digits-linear-softmax
     """

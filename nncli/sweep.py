@@ -268,6 +268,21 @@ def trial_configs(config: str | Path, base_sets: list[str], trials: list[Trial]
     return configs
 
 
+def check_data_paths(configs: list[Config]) -> None:
+    """Every data path of every trial exists (a typo fails once, up front, not once per
+    trial); relative paths are taken from the current directory, where trials run too."""
+    seen: set[str] = set()
+    for cfg in configs:
+        for key in ("train", "val", "test"):
+            path = getattr(cfg.data, key)
+            if path and path not in seen:
+                seen.add(path)
+                if not os.path.exists(path):
+                    raise NncliError(f"data.{key}: {path}: no such file or folder (relative "
+                                     f"paths are taken from the current directory, "
+                                     f"{os.getcwd()}, where the trials run)")
+
+
 def plan(space: Space, base: Config, trials: list[Trial]) -> dict[str, Any]:
     """What sweep.json holds: the space, the base config and every trial's overrides."""
     return {"format": 1, "space": space.to_dict(), "base_config": base.to_dict(),
@@ -482,6 +497,7 @@ def prepare(request: SweepRequest) -> tuple[Path, list[Trial], str]:
     base = load_config(request.config, request.sets)
     trials = make_trials(request.space, base.seed)
     configs = trial_configs(request.config, request.sets, trials)
+    check_data_paths([base, *configs])
     metric = check_metric(request.metric, base, f"the config {request.config}")
     for trial, cfg in zip(trials, configs):
         check_metric(metric, cfg, trial.name)

@@ -141,6 +141,15 @@ def test_a_val_metric_without_validation_data_is_an_error(tmp_path: Path) -> Non
     assert result.exit_code == 2 and "no validation data" in result.stderr
 
 
+def test_a_missing_data_path_is_one_error_before_any_trial(tmp_path: Path) -> None:
+    doc = {"data": {"train": "no/such/folder"}, "train": {"epochs": 1}}
+    result = cli("sweep", write_yaml(tmp_path / "c.yaml", doc), "--grid", "train.lr=0.1,0.2",
+                 "--out", tmp_path / "sw")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "data.train: no/such/folder: no such file or folder" in result.stderr
+    assert not (tmp_path / "sw").exists()
+
+
 def test_a_diverging_trial_is_a_row_and_the_sweep_exits_0(tmp_path: Path) -> None:
     config = digits_config(tmp_path, epochs=2, optimizer="sgd")
     result = cli("sweep", config, "--grid", "train.lr=0.01,1e6", "--workers", "2",
@@ -267,3 +276,31 @@ def test_a_sweep_interrupted_mid_way_and_run_again_trains_every_trial_once(
         [f"trial-00{i}" for i in range(1, 5)]  # never a second run folder (trial-001-2)
     assert again.stderr.count("kept from an earlier sweep") == \
         list(first.values()).count("done")
+
+
+def test_report_of_a_sweep_folder_plots_the_metric_against_each_key(grid_sweep,
+                                                                    tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="nncli[plot] (matplotlib) is not installed")
+    from test_report import parsed
+
+    folder, _ = grid_sweep
+    out = tmp_path / "sweep.html"
+    result = cli("report", folder, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"{out}\n"
+    page = parsed(out)  # well formed, self-contained, every picture a PNG that is not blank
+    assert len(page.images) == 2  # one per swept key
+    text = "".join(page.text)
+    assert "val_loss against train.lr" in out.read_text() and "Trials" in text
+    for row in read_csv(folder / "sweep.csv"):
+        assert row["trial"] in text
+
+
+def test_log_axis_for_log_uniform_keys_and_wide_positive_grids() -> None:
+    from nncli.sweepreport import log_axis
+
+    plan = {"space": {"ranges": {"train.lr": {"kind": "log-uniform"}}}}
+    assert log_axis("train.lr", [0.01, 0.02], plan)
+    assert log_axis("reg.lambda", [1e-5, 1e-3], plan)
+    assert not log_axis("reg.lambda", [0.0, 1e-3], plan)  # 0 has no place on a log axis
+    assert not log_axis("train.momentum", [0.5, 0.9], plan)
