@@ -219,29 +219,29 @@ def dask_engine(specs: list[dict[str, Any]], address: str, stop_file: Path,
     client = _connect(address)
     tag = uuid.uuid4().hex[:8]
     try:
-        futures = [client.submit(run_trial, spec, key=f"nncli-{spec['trial']}-{tag}",
-                                 pure=False) for spec in specs]
+        futures = {client.submit(run_trial, spec, key=f"nncli-{spec['trial']}-{tag}",
+                                 pure=False): spec for spec in specs}
         try:
-            for future in distributed.as_completed(futures):
-                on_record(_result(future))
+            for future in distributed.as_completed(list(futures)):
+                on_record(_result(future, futures[future]))
         except KeyboardInterrupt:
             with held():
                 stop_file.touch()
-                done = distributed.wait(futures, timeout=STOP_WAIT_SECONDS)
+                done = distributed.wait(list(futures), timeout=STOP_WAIT_SECONDS)
                 for future in done.done:
-                    on_record(_result(future))
+                    on_record(_result(future, futures[future]))
                 client.cancel(list(done.not_done))
             raise
     finally:
         client.close()
 
 
-def _result(future: Any) -> dict[str, Any]:
+def _result(future: Any, spec: dict[str, Any]) -> dict[str, Any]:
     """A task's record; a task that raised (a worker lost, nncli missing there) as a failed
-    trial whose error is the exception."""
+    trial whose error is the exception, recorded in its trial.json from here."""
     try:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - any worker-side failure is one failed trial
-        name = str(future.key).split("-")[1:-1]
-        return {"trial": "-".join(name), "status": "failed", "exit_code": None,
-                "error": f"the Dask task failed: {type(exc).__name__}: {exc}"}
+        Path(spec["run_dir"]).mkdir(exist_ok=True)
+        return _record(spec, "failed", exit_code=None, seconds=None, resumed=False,
+                       error=f"the Dask task failed: {type(exc).__name__}: {exc}")
