@@ -926,13 +926,99 @@ def viz_confusion(checkpoint: str, data: str, output: str | None, normalize: boo
 def report(run_dir: str, output: str | None) -> None:
     """Write RUN_DIR on one self-contained HTML page and print its path: the config, the
     curves, the final and best metrics, best.npz evaluated on the test data (else the
-    validation or training data), the weights. Needs matplotlib: pip install "nncli[plot]".
+    validation or training data), the weights. A sweep folder (nncli sweep --out DIR) gives
+    its ranked trials and the metric against each swept key. Needs matplotlib: pip install
+    "nncli[plot]".
 
     Example: nncli report runs/digits-linear-softmax
     """
     from nncli.report import write_report
 
     click.echo(str(write_report(run_dir, output)))
+
+
+class _SweepProgress:
+    """sweep's stderr: one line per trial as it ends (``[3/4] trial-003 train.lr=0.1:
+    done val_loss 0.1234``)."""
+
+    metric = ""
+
+    def on_start(self, folder: Any, metric: str, total: int, to_run: int) -> None:
+        self.metric = metric
+        click.echo(f"sweep: {total} trials ({to_run} to run) -> {folder}", err=True)
+
+    def on_trial_end(self, done: int, total: int, trial: Any, row: Any, kept: bool) -> None:
+        status = row.status if row is not None else "not run"
+        text = f"[{done}/{total}] {trial.name} {trial.label()}: {status}"
+        if row is not None and row.value is not None:
+            text += f" {self.metric} {row.value:.4g}"
+        if row is not None and row.error:
+            text += f" ({_one_line(row.error)})"
+        if kept:
+            text += " (kept from an earlier sweep)"
+        click.echo(text, err=True)
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--grid", "grids", multiple=True, metavar="KEY=V1,V2,...",
+              help="Try each value of KEY (YAML-typed, as --set; repeatable: the grid is the "
+                   "product).")
+@click.option("--random", "random_n", type=click.IntRange(min=1), default=None, metavar="N",
+              help="N random draws of the --log-uniform/--uniform ranges (seeded by the "
+                   "config's seed), crossed with the grid.")
+@click.option("--log-uniform", "log_uniform", multiple=True, metavar="KEY=LO:HI",
+              help="Draw KEY log-uniformly from [LO, HI] (LO > 0), e.g. train.lr=1e-4:1e-1.")
+@click.option("--uniform", "uniform", multiple=True, metavar="KEY=LO:HI",
+              help="Draw KEY uniformly from [LO, HI].")
+@set_option
+@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="K",
+              help="Trials at once on this machine (default: one per core), each with "
+                   "cores/K BLAS threads.")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local",
+              show_default=True, help="Where trials run: worker processes here, or a Dask "
+                                      "cluster (pip install \"nncli[dask]\").")
+@click.option("--address", default=None, metavar="tcp://HOST:PORT",
+              help="The Dask scheduler (with --engine dask).")
+@click.option("--metric", type=click.Choice(["val_loss", "val_acc", "val_rmse", "loss"]),
+              default=None, help="Rank by this metric of each trial's best epoch (default "
+                                 "val_loss with validation data, else loss).")
+@click.option("--out", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="The sweep folder (default runs/<name>-sweep).")
+@json_option
+def sweep(config: str, grids: tuple[str, ...], random_n: int | None,
+          log_uniform: tuple[str, ...], uniform: tuple[str, ...], overrides: tuple[str, ...],
+          workers: int | None, engine: str, address: str | None, metric: str | None,
+          out: str | None, as_json: bool) -> None:
+    """Train CONFIG once per point of a search space; rank the trials in DIR/sweep.csv.
+
+    Each trial is a run directory DIR/trial-NNN; DIR/best.yaml is the best trial's config.
+    The same command again skips finished trials and resumes interrupted ones; Ctrl-C stops
+    the trials (each saves last.npz) and exits 130.
+
+    Example: nncli sweep configs/digits-mlp.yaml --grid train.lr=1e-3,1e-2
+    --grid reg.lambda=0,1e-4 --workers 2
+    """
+    from nncli.sweep import SweepRequest, build_space, run_sweep
+
+    space = build_space(list(grids), list(log_uniform), list(uniform), random_n or 0)
+    request = SweepRequest(config, space, list(overrides), workers, engine, address, metric,
+                           out)
+    result = run_sweep(request, _SweepProgress())
+    if as_json:
+        _echo_json(result.fields())
+        return
+    header = ["rank", "trial", *result.keys, "status", "best_epoch", result.metric]
+    rows = [["" if row.fields(result.metric)[c] is None else
+             (f"{row.fields(result.metric)[c]:.4g}" if c == result.metric
+              else str(row.fields(result.metric)[c])) for c in header] for row in result.rows]
+    click.echo(_table(rows, header))
+    best = result.best
+    click.echo(f"best: {best.trial} ({result.metric} {best.value:.4g}); its config: "
+               f"{result.folder / 'best.yaml'}" if best else "best: none (no trial finished)",
+               err=True)
+    if best is None:
+        sys.exit(1)
 
 
 _restore_start_up_handlers()  # the import is over: main() installs its own handlers

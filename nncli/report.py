@@ -163,11 +163,15 @@ def build_report(run_dir: str | Path) -> str:
 
 
 def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
-    """Write :func:`build_report` of ``run_dir`` to ``output`` (default
+    """Write :func:`build_report` of ``run_dir`` (of a sweep folder: its
+    :func:`nncli.sweepreport.build_sweep_report`) to ``output`` (default
     ``RUN_DIR/report.html``) atomically and return its path."""
+    from nncli.sweepreport import build_sweep_report, is_sweep
+
     path = Path(output) if output is not None else Path(run_dir) / REPORT_FILE
     if not path.parent.is_dir():
         raise NncliError(f"{path.parent}: no such folder to write {path.name} into")
-    page = build_report(run_dir).encode("utf-8")
+    build = build_sweep_report if is_sweep(run_dir) else build_report
+    page = build(run_dir).encode("utf-8")
     atomic_write_bytes(path, lambda handle: handle.write(page))
     return path
