@@ -7,7 +7,8 @@ Makes (or reuses, when its shape matches) an array folder ``DIR/X.npy`` (rows x 
 float32, 3.1 GB at the default 1,000,000 rows; written in chunks, never held whole) and
 ``DIR/y.npy`` (10 classes), reads the file once so that it sits in the page cache, then
 trains a 784-256-10 MLP (sgd, batch 128, float32, ``normalize: standard``) for
-``--epochs`` epochs twice, each in a child process of its own:
+``--epochs`` epochs twice (per round; ``--rounds`` alternates their order), each in a
+child process of its own:
 
 - ``memmap``: ``data.train: DIR`` — the array folder, X memory-mapped, statistics in
   blocks, rows normalized per batch, block-shuffled epochs;
@@ -139,6 +140,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp/nncli-memmap"))
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of both modes, their order alternating; the median "
+                             "ratio is printed")
     parser.add_argument("--keep", action="store_true", help="keep the array folder")
     parser.add_argument("--child", choices=["memmap", "memory"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -152,14 +156,22 @@ def main() -> None:
     seconds = warm(folder / "X.npy")
     print(f"X.npy: {args.rows:,} x {D} float32, {size / 1e9:.2f} GB; "
           f"read once in {seconds:.1f} s ({size / seconds / 1e9:.1f} GB/s)")
-    with tempfile.TemporaryDirectory(prefix="nncli-memmap-runs-") as work:
-        results = {mode: measure(mode, folder, args.epochs, Path(work))
-                   for mode in ("memmap", "memory")}
-    for mode, r in results.items():
-        print(f"{mode:7s} {r['samples_per_sec']:>10,.0f} samples/s  wall {r['wall']:6.1f} s  "
-              f"peak RssAnon {r['rss_anon_mib']:7.1f} MiB  RssFile {r['rss_file_mib']:7.1f} MiB")
-    ratio = results["memmap"]["samples_per_sec"] / results["memory"]["samples_per_sec"]
-    print(f"throughput memmap / memory: {ratio:.2f}")
+    ratios = []
+    for round_no in range(args.rounds):
+        modes = ("memmap", "memory") if round_no % 2 == 0 else ("memory", "memmap")
+        with tempfile.TemporaryDirectory(prefix="nncli-memmap-runs-") as work:
+            results = {mode: measure(mode, folder, args.epochs, Path(work)) for mode in modes}
+        for mode in ("memmap", "memory"):
+            r = results[mode]
+            print(f"{mode:7s} {r['samples_per_sec']:>10,.0f} samples/s  wall {r['wall']:6.1f} s"
+                  f"  peak RssAnon {r['rss_anon_mib']:7.1f} MiB  "
+                  f"RssFile {r['rss_file_mib']:7.1f} MiB")
+        ratios.append(results["memmap"]["samples_per_sec"]
+                      / results["memory"]["samples_per_sec"])
+        print(f"round {round_no + 1}: throughput memmap / memory: {ratios[-1]:.2f}", flush=True)
+    if args.rounds > 1:
+        print(f"median memmap / memory over {args.rounds} rounds: {np.median(ratios):.2f} "
+              f"(range {min(ratios):.2f}-{max(ratios):.2f})")
     if not args.keep:
         shutil.rmtree(folder)
     os.sync() if hasattr(os, "sync") else None
