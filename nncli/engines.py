@@ -77,11 +77,22 @@ def _threads_here(spec: dict[str, Any]) -> int:
     from nncli.sweep import usable_cores
 
     try:
-        from distributed import get_worker
-
-        return max(1, usable_cores() // max(1, int(get_worker().state.nthreads)))
+        return max(1, usable_cores() // _dask_host_threads())
     except Exception:  # noqa: BLE001 - not on a worker (or an older distributed)
         return 1
+
+
+def _dask_host_threads() -> int:
+    """The task threads of all the Dask workers on this worker's machine, which share its
+    cores: ``dask worker --nworkers K --nthreads 1`` starts K processes of one thread."""
+    from distributed import get_client, get_worker
+
+    worker = get_worker()
+    host = worker.address.rsplit(":", 1)[0]
+    workers = get_client().scheduler_info(n_workers=-1)["workers"]
+    threads = sum(int(info.get("nthreads", 1)) for address, info in workers.items()
+                  if address.rsplit(":", 1)[0] == host)
+    return max(1, threads or int(worker.state.nthreads))
 
 
 def _last_error(log: Path) -> str:

@@ -23,6 +23,7 @@ import csv
 import io
 import itertools
 import json
+import logging
 import math
 import os
 import random
@@ -36,6 +37,8 @@ import yaml
 from nncli.config import SCHEMA, Config, apply_overrides, load_config, parse_yaml
 from nncli.errors import NncliError
 from nncli.rundir import atomic_write_bytes, holds_run
+
+log = logging.getLogger("nncli")
 
 PLAN_FILE = "sweep.json"
 CSV_FILE = "sweep.csv"
@@ -499,6 +502,10 @@ def prepare(request: SweepRequest) -> tuple[Path, list[Trial], str]:
     configs = trial_configs(request.config, request.sets, trials)
     check_data_paths([base, *configs])
     metric = check_metric(request.metric, base, f"the config {request.config}")
+    if request.metric is None and metric == "loss":
+        log.warning("%s has no validation data: the trials are ranked by their training "
+                    "loss, which favours the least regularized; set data.val_split (e.g. "
+                    "0.2) to rank by val_loss", request.config)
     for trial, cfg in zip(trials, configs):
         check_metric(metric, cfg, trial.name)
     folder = Path(request.out) if request.out else default_folder(base)
