@@ -347,11 +347,19 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def read_row(folder: Path, trial: Trial, metric: str) -> Row | None:
+NOT_STARTED = "not started: the sweep was interrupted first"
+
+
+def read_row(folder: Path, trial: Trial, metric: str, unstarted: bool = False
+             ) -> Row | None:
     """The trial's row from its files: ``done`` with a summary.json (the metric of its
-    ``best`` epoch), else the status its trial.json records; None if it never ran."""
+    ``best`` epoch), else the status its trial.json records; if it never ran, None, or
+    with ``unstarted`` (a sweep that ended interrupted) an ``interrupted`` row that says
+    so."""
     run = folder / trial.name
     record = _read_json(run / TRIAL_FILE) or {}
+    if unstarted and not record and not (run / "summary.json").exists():
+        record = {"status": "interrupted", "error": NOT_STARTED}
     summary = _read_json(run / "summary.json")
     row = Row(trial.name, dict(trial.sets), str(record.get("status", "")), run_dir=str(run),
               seconds=record.get("seconds"), error=str(record.get("error") or ""))
@@ -418,11 +426,13 @@ class SweepResult:
                 "best_config": str(self.folder / BEST_FILE) if best else None}
 
 
-def write_results(folder: Path, trials: list[Trial], keys: list[str], metric: str
-                  ) -> list[Row]:
+def write_results(folder: Path, trials: list[Trial], keys: list[str], metric: str,
+                  interrupted: bool = False) -> list[Row]:
     """Read every trial's row, rank them, write sweep.csv and best.yaml (atomically);
-    returns the ranked rows."""
-    rows = [r for r in (read_row(folder, t, metric) for t in trials) if r is not None]
+    returns the ranked rows. While the sweep runs, trials not yet run have no row; once
+    it has ended ``interrupted``, they are ``interrupted`` rows (one row per trial)."""
+    rows = [r for r in (read_row(folder, t, metric, interrupted) for t in trials)
+            if r is not None]
     rows = ranked(rows, metric)
     text = csv_text(rows, keys, metric).encode("utf-8")
     atomic_write_bytes(folder / CSV_FILE, lambda h: h.write(text))
@@ -569,7 +579,7 @@ def run_sweep(request: SweepRequest, progress: SweepProgress | None = None) -> S
                                     [*request.sets, *t.overrides()], threads, stop_file)
                  for t in todo]
         interrupted = _run(request, specs, workers, stop_file, on_record)
-        rows = write_results(folder, trials, keys, metric)
+        rows = write_results(folder, trials, keys, metric, interrupted)
     finally:
         lock.release()
     if interrupted:

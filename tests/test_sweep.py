@@ -253,6 +253,7 @@ def test_a_sweep_interrupted_mid_way_and_run_again_trains_every_trial_once(
     assert "Error: interrupted" in err
     first = {r["trial"]: r["status"] for r in read_csv(tmp_path / "sw" / "sweep.csv")}
     assert "done" in first.values() and "interrupted" in first.values()
+    assert len(first) == 4  # one row per trial: those not started are interrupted too
 
     env = {k: v for k, v in os.environ.items() if k != "NNCLI_TEST_PAUSE"}
     again = subprocess.run([sys.executable, "-m", "nncli", "sweep", str(config), *GRID,
