@@ -468,7 +468,7 @@ class SweepProgress:
 
 class SweepInterrupted(NncliError):
     """Ctrl-C (SIGINT/SIGTERM) during a sweep: the running trials saved last.npz, sweep.csv
-    holds every trial that ran. Exit 130."""
+    has a row per trial. Exit 130."""
 
     exit_code = 130
 
