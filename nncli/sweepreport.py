@@ -56,6 +56,22 @@ def log_axis(key: str, values: list[float], plan: dict[str, Any]) -> bool:
     return bool(values) and min(values) > 0 and max(values) / min(values) > LOG_SPAN
 
 
+MAX_LABELLED_VALUES = 6  # up to this many distinct values, each gets its own tick
+
+
+def _number_ticks(ax: Any, xs: list[float], texts: list[str], log: bool) -> None:
+    """Ticks that stay legible: at the values tried, labelled as sweep.csv writes them
+    (``1e-3``), when there are few; else at most 5 on a linear axis (the default ticks of
+    a narrow range such as 0.001..0.005 overlap)."""
+    distinct = sorted(set(xs))
+    if len(distinct) <= MAX_LABELLED_VALUES:
+        label = dict(zip(xs, texts))
+        ax.set_xticks(distinct, [label[x] for x in distinct])
+        ax.minorticks_off()
+    elif not log:
+        ax.locator_params(axis="x", nbins=5)
+
+
 def plot_key(path: Path, key: str, metric: str, rows: list[dict[str, str]],
              plan: dict[str, Any]) -> Path:
     """One PNG at ``path``: ``metric`` (y) of each done trial against ``key`` (x)."""
@@ -68,8 +84,10 @@ def plot_key(path: Path, key: str, metric: str, rows: list[dict[str, str]],
     figure, ax = pyplot().subplots(figsize=(5.0, 3.5))
     if done and all(x is not None for x in xs):
         ax.scatter(xs, ys)
-        if log_axis(key, xs, plan):  # type: ignore[arg-type]
+        log = log_axis(key, xs, plan)  # type: ignore[arg-type]
+        if log:
             ax.set_xscale("log")
+        _number_ticks(ax, xs, [r[key] for r in done], log)  # type: ignore[arg-type]
     else:  # values that are not numbers: one position per distinct value, in grid order
         grid = plan.get("space", {}).get("grid", {}).get(key, [])
         labels = list(dict.fromkeys([*grid, *(r[key] for r in done)]))

@@ -305,3 +305,26 @@ def test_log_axis_for_log_uniform_keys_and_wide_positive_grids() -> None:
     assert log_axis("reg.lambda", [1e-5, 1e-3], plan)
     assert not log_axis("reg.lambda", [0.0, 1e-3], plan)  # 0 has no place on a log axis
     assert not log_axis("train.momentum", [0.5, 0.9], plan)
+
+
+def test_a_few_swept_values_are_the_ticks_labelled_as_the_csv_writes_them() -> None:
+    from nncli.plots import pyplot
+    from nncli.sweepreport import MAX_LABELLED_VALUES, _number_ticks
+
+    plt = pyplot()
+    figure, ax = plt.subplots()
+    ax.scatter([1e-3, 5e-3, 1e-3], [1.0, 2.0, 3.0])
+    _number_ticks(ax, [1e-3, 5e-3, 1e-3], ["1e-3", "5e-3", "1e-3"], log=False)
+    figure.canvas.draw()
+    assert list(ax.get_xticks()) == [1e-3, 5e-3]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1e-3", "5e-3"]
+    plt.close(figure)
+
+    many = [i / 1000 for i in range(1, 3 * MAX_LABELLED_VALUES)]
+    figure, ax = plt.subplots()
+    ax.scatter(many, many)
+    _number_ticks(ax, many, [str(x) for x in many], log=False)
+    figure.canvas.draw()
+    inside = [t for t in ax.get_xticks() if min(many) <= t <= max(many)]
+    assert 2 <= len(inside) <= 6  # the default locator puts ~9 overlapping labels here
+    plt.close(figure)
