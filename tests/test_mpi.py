@@ -273,3 +273,30 @@ def test_the_other_ranks_run_dir_writes_nothing(tmp_path: Path) -> None:
     run.write_summary({"epochs": 1})
     run.abandon_if_new()
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_mpi
+def test_two_ranks_on_an_array_folder_train_the_weights_of_one_process_on_its_npz(
+        tmp_path: Path) -> None:
+    """The three rooms together: an array folder (X.npy memory-mapped, uint8, normalized
+    per batch) trained by 2 ranks equals one process trained on the same data in an .npz."""
+    X, y = blobs(n_per_class=20, n_features=5)
+    X8 = np.clip(X * 20 + 128, 0, 255).astype(np.uint8)
+    folder = tmp_path / "arrays"
+    folder.mkdir()
+    np.save(folder / "X.npy", X8)
+    np.save(folder / "y.npy", y)
+    np.savez(tmp_path / "same.npz", X=X8, y=y)
+    train = {"epochs": 3, "batch_size": 7, "lr": 0.05, "dtype": "float64",
+             "optimizer": "adam"}
+    configs = {}
+    for name, source in (("folder", folder), ("npz", tmp_path / "same.npz")):
+        doc = config_doc(source.resolve(), data={"val_split": 0.25, "normalize": "standard"},
+                         model={"hidden": [6]}, reg={"lambda": 0.01}, train=train)
+        configs[name] = write_yaml(tmp_path / f"{name}.yaml", doc)
+    ref = cli("train", str(configs["npz"]), "--out", str(tmp_path / "ref"))
+    assert ref.exit_code == 0, ref.stderr
+    done = mpirun_train(tmp_path, configs["folder"], "--out", "run")
+    assert done.returncode == 0, done.stderr
+    assert_same_run(tmp_path / "rank0" / "run", tmp_path / "ref")
+    assert files_under(tmp_path / "rank1") == set()
