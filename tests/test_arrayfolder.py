@@ -255,6 +255,11 @@ def _bad_folders(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     (tmp_path / "truncated" / "X.npy").write_bytes(data[:-10])
     made["truncated"] = (tmp_path / "truncated", "X.npy")
     made["not npy"] = (folder("text", y=good_y, raw_x=b"1,2,3\n"), "X.npy")
+    folder("negative", good_X, good_y)
+    data = (tmp_path / "negative" / "X.npy").read_bytes()
+    (tmp_path / "negative" / "X.npy").write_bytes(
+        data.replace(b"'shape': (6, 3)", b"'shape': (-6,3)"))
+    made["negative shape"] = (tmp_path / "negative", "X.npy: damaged .npy header")
     made["NaN"] = (folder("nan", np.array([[0, 1, np.nan]] * 6, np.float32), good_y),
                    "example 1")
     made["one class"] = (folder("one", good_X, np.zeros(6, int)), "only one class")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers_data import ROOT, cli, hide_package, write_yaml
+from test_sweep import _mid_way
 
 from nncli.sweep import usable_cores
 
@@ -107,15 +108,6 @@ def test_ctrl_c_on_dask_stops_the_trials_and_a_rerun_resumes_them(tmp_path: Path
     # the rerun removed the old stop request before it started: only the sweep's files
     assert sorted(p.name for p in folder.iterdir()) == [
         "best.yaml", "sweep.csv", "sweep.json", *(f"trial-00{i}" for i in range(1, 5))]
-
-
-def _mid_way(folder: Path) -> bool:
-    for run in folder.glob("trial-*"):
-        log = run / "metrics.jsonl"
-        epochs = len(log.read_text().splitlines()) if log.exists() else 0
-        if (run / "checkpoints" / "last.npz").exists() and 1 <= epochs <= 10:
-            return True
-    return False
 
 
 def read_csv(folder: Path) -> list[dict[str, str]]:

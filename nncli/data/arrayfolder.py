@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from nncli.data.arrays import array_labels
-from nncli.data.npzfile import MAX_HEADER_BYTES
+from nncli.data.npzfile import read_npy_header
 from nncli.data.types import RawData
 from nncli.errors import NncliError
 
@@ -43,27 +42,15 @@ def read_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
     size checked against what the header declares; errors name the file."""
     try:
         with open(path, "rb") as handle:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                version = np.lib.format.read_magic(handle)
-                reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                          else np.lib.format.read_array_header_2_0)
-                shape, fortran, dtype = reader(handle, max_header_size=MAX_HEADER_BYTES)
+            shape, fortran, dtype, nbytes = read_npy_header(handle, str(path))
             offset = handle.tell()
     except OSError as exc:
         raise NncliError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NncliError(f"{path}: not a readable .npy array ({reason[:200]})") from None
-    if dtype.hasobject:
-        raise NncliError(f"{path}: holds pickled Python objects (dtype {dtype}); refusing to "
-                         f"load it (store plain numeric or string arrays)")
-    nbytes = math.prod(shape) * dtype.itemsize
     held = os.path.getsize(path) - offset
     if nbytes > held:
         raise NncliError(f"{path}: declares shape {shape} of {dtype} ({nbytes:,} bytes) but "
                          f"holds {max(held, 0):,} bytes of data: truncated or damaged")
-    return tuple(int(s) for s in shape), dtype, bool(fortran), offset
+    return shape, dtype, fortran, offset
 
 
 def _check_x(path: Path, shape: tuple[int, ...], dtype: np.dtype, fortran: bool) -> None:

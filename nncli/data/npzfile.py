@@ -30,6 +30,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -49,6 +50,36 @@ class ArrayHeader:
     dtype: np.dtype
     nbytes: int  # prod(shape) * itemsize, as an exact Python int
 
+
+
+def read_npy_header(stream: BinaryIO, where: str, pickled: str | None = None
+                    ) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """(shape, fortran_order, dtype, nbytes) of the ``.npy`` header ``stream`` starts with
+    (magic string included), read without trusting it: a header NumPy cannot parse, Python
+    objects (which only pickle could load), a negative shape or more bytes than any array
+    can hold is an error naming ``where`` (``pickled``: the start of the object error's
+    text, default ``"{where}: holds pickled Python objects (dtype"``)."""
+    try:
+        with warnings.catch_warnings():  # "created on Python 2": nothing the user can act on
+            warnings.simplefilter("ignore")
+            version = np.lib.format.read_magic(stream)
+            reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = reader(stream, max_header_size=MAX_HEADER_BYTES)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NncliError(f"{where}: damaged .npy header ({reason[:200]})") from None
+    if dtype.hasobject:
+        start = pickled or f"{where}: holds pickled Python objects (dtype"
+        raise NncliError(f"{start} {dtype}); refusing to load it (store plain numeric or "
+                         f"string arrays)")
+    if any(s < 0 for s in shape):
+        raise NncliError(f"{where}: damaged .npy header (negative shape {shape})")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes >= 2 ** 63:  # NumPy's sizes are signed 64-bit
+        raise NncliError(f"{where}: declares shape {shape} of {dtype}, {nbytes:,} bytes: more "
+                         f"than any array can hold")
+    return tuple(int(n) for n in shape), bool(fortran), dtype, int(nbytes)
 
 def _gb(n: int) -> str:
     return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.1f} MB"
@@ -96,25 +127,8 @@ def read_header(path: Path, archive: zipfile.ZipFile, name: str) -> ArrayHeader:
     if len(header) < length:
         raise NncliError(f"{where}: truncated .npy header")
     stream = io.BytesIO(prefix[:6] + bytes([min(version, 2), 0]) + length_field + header)
-    try:
-        with warnings.catch_warnings():  # "created on Python 2": nothing the user can act on
-            warnings.simplefilter("ignore")
-            np.lib.format.read_magic(stream)
-            reader = (np.lib.format.read_array_header_1_0 if version == 1
-                      else np.lib.format.read_array_header_2_0)
-            shape, _, dtype = reader(stream, max_header_size=MAX_HEADER_BYTES)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NncliError(f"{where}: damaged .npy header ({reason[:200]})") from None
-    if dtype.hasobject:
-        raise NncliError(f"{path}: holds pickled Python objects ({name}: dtype {dtype}); "
-                         f"refusing to load it (store plain numeric or string arrays)")
-    if any(s < 0 for s in shape):
-        raise NncliError(f"{where}: damaged .npy header (negative shape {shape})")
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes >= 2 ** 63:  # NumPy's sizes are signed 64-bit
-        raise NncliError(f"{where}: declares shape {shape} of {dtype}, {nbytes:,} bytes: more "
-                         f"than any array can hold")
+    shape, _, dtype, nbytes = read_npy_header(
+        stream, where, pickled=f"{path}: holds pickled Python objects ({name}: dtype")
     held = info.file_size - (len(prefix) + len(length_field) + length)
     if nbytes > held:
         raise NncliError(f"{where}: declares shape {shape} of {dtype} ({nbytes:,} bytes) but "
