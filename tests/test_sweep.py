@@ -328,3 +328,32 @@ def test_a_few_swept_values_are_the_ticks_labelled_as_the_csv_writes_them() -> N
     inside = [t for t in ax.get_xticks() if min(many) <= t <= max(many)]
     assert 2 <= len(inside) <= 6  # the default locator puts ~9 overlapping labels here
     plt.close(figure)
+
+
+def test_sigterm_to_the_sweep_alone_stops_its_trials_and_leaves_no_child(
+        tmp_path: Path) -> None:
+    """A service manager's SIGTERM reaches the sweep process only (the trials run in their
+    own sessions): the sweep must pass the stop on, wait for the trials' checkpoints and
+    leave no trial process behind."""
+    config = digits_config(tmp_path, epochs=20, batch_size=8)
+    proc = _sweep_process(tmp_path, config)
+    deadline = time.monotonic() + WAIT
+    while not ((tmp_path / "paused.txt").exists() and _mid_way(tmp_path / "sw")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the sweep never paused with a trial mid-way"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)  # the sweep's pid only, not its process group
+    out, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 130, err
+    rows = read_csv(tmp_path / "sw" / "sweep.csv")
+    assert len(rows) == 4 and "interrupted" in {r["status"] for r in rows}
+    for row in rows:  # each stopped trial kept its checkpoint, or had no epoch to keep
+        run = tmp_path / "sw" / row["trial"]
+        if row["status"] == "interrupted" and not (run / "checkpoints" / "last.npz").exists():
+            log = run / "metrics.jsonl"
+            assert not log.exists() or log.read_text().strip() == "", row
+    assert any((tmp_path / "sw" / r["trial"] / "checkpoints" / "last.npz").exists()
+               for r in rows if r["status"] == "interrupted")  # the mid-way one at least
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / "sw")], capture_output=True,
+                          text=True)
+    assert left.stdout.strip() == "", "a trial outlived the sweep"
