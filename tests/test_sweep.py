@@ -236,17 +236,21 @@ def _mid_way(folder: Path) -> bool:
     return False
 
 
+def _wait_until_paused_mid_way(tmp: Path, proc: subprocess.Popen[str]) -> None:
+    """The sweep pauses once its first trial has ended (its workers go on): wait for that
+    and for another trial to be mid-way, the moment to stop the sweep."""
+    deadline = time.monotonic() + WAIT
+    while not ((tmp / "paused.txt").exists() and _mid_way(tmp / "sw")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the sweep never paused with a trial mid-way"
+        time.sleep(0.01)
+
+
 def test_a_sweep_interrupted_mid_way_and_run_again_trains_every_trial_once(
         tmp_path: Path) -> None:
     config = digits_config(tmp_path, epochs=20, batch_size=8)
     proc = _sweep_process(tmp_path, config)
-    deadline = time.monotonic() + WAIT
-    # The sweep pauses once its first trial has ended (its workers go on): then wait for
-    # another trial to be mid-way, and Ctrl-C.
-    while not ((tmp_path / "paused.txt").exists() and _mid_way(tmp_path / "sw")):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the sweep never paused with a trial mid-way"
-        time.sleep(0.01)
+    _wait_until_paused_mid_way(tmp_path, proc)
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
     out, err = proc.communicate(timeout=WAIT)
     assert proc.returncode == 130, err
@@ -337,11 +341,7 @@ def test_sigterm_to_the_sweep_alone_stops_its_trials_and_leaves_no_child(
     leave no trial process behind."""
     config = digits_config(tmp_path, epochs=20, batch_size=8)
     proc = _sweep_process(tmp_path, config)
-    deadline = time.monotonic() + WAIT
-    while not ((tmp_path / "paused.txt").exists() and _mid_way(tmp_path / "sw")):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the sweep never paused with a trial mid-way"
-        time.sleep(0.01)
+    _wait_until_paused_mid_way(tmp_path, proc)
     proc.send_signal(signal.SIGTERM)  # the sweep's pid only, not its process group
     out, err = proc.communicate(timeout=WAIT)
     assert proc.returncode == 130, err
