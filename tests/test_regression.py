@@ -124,7 +124,12 @@ def test_regression_trajectory_matches_pytorch_in_float64(optimizer: str) -> Non
     """A 6-5-3-1 tanh MLP, MSE and lambda, five minibatch steps: nncli's training step and
     torch.nn.functional.mse_loss with torch.optim give the same losses and weights."""
     torch = pytest.importorskip("torch")
-    from test_torch_parity import make_torch_optimizer
+    from test_torch_parity import (
+        assert_same_params,
+        make_torch_optimizer,
+        torch_scores,
+        torch_step_agrees,
+    )
 
     rng = np.random.default_rng(7)
     n, d, lam, lr, mu = 32, 6, 0.01, 0.05, 0.9
@@ -139,18 +144,10 @@ def test_regression_trajectory_matches_pytorch_in_float64(optimizer: str) -> Non
     for k in range(5):
         rows = slice(8 * (k % 4), 8 * (k % 4) + 8)
         data_loss, _, _ = step(np.arange(n)[rows], lr)
-        a = Xt[rows]
-        for i in range(1, 4):
-            a = a @ params_t[f"W{i}"].T + params_t[f"b{i}"]
-            a = torch.tanh(a) if i < 3 else a
-        loss_t = torch.nn.functional.mse_loss(a[:, 0], tt[rows])
-        opt_t.zero_grad()
-        loss_t.backward()
-        opt_t.step()
-        assert data_loss == pytest.approx(loss_t.item(), rel=1e-13, abs=1e-15)
-    for name, value in model.params.items():
-        np.testing.assert_allclose(value, params_t[name].detach().numpy(), rtol=1e-12,
-                                   atol=1e-14, err_msg=name)
+        scores = torch_scores(Xt[rows], params_t, torch.tanh)
+        torch_step_agrees(opt_t, torch.nn.functional.mse_loss(scores[:, 0], tt[rows]),
+                          data_loss)
+    assert_same_params(model.params, params_t)
 
 
 def test_regression_metrics_equal_their_definitions() -> None:

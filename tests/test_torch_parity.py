@@ -6,6 +6,8 @@ Skipped when torch is not installed (it is a benchmark extra, not a test depende
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -44,6 +46,31 @@ def make_torch_optimizer(name: str, weights, biases, lr: float, lam: float, mu: 
     return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
 
 
+def torch_scores(a: Any, params_t: dict[str, Any], activation: Any) -> Any:
+    """The reference forward pass in torch: a 3-layer MLP's scores of the batch a (n, D)."""
+    for i in range(1, 4):
+        a = a @ params_t[f"W{i}"].T + params_t[f"b{i}"]
+        if i < 3:
+            a = activation(a)
+    return a
+
+
+def torch_step_agrees(opt_t: Any, loss_t: Any, data_loss: float) -> None:
+    """One torch optimizer step on ``loss_t``, the batch whose loss nncli measured as
+    ``data_loss``: the two losses must agree to float64 round-off."""
+    opt_t.zero_grad()
+    loss_t.backward()
+    opt_t.step()
+    assert data_loss == pytest.approx(loss_t.item(), rel=1e-13, abs=1e-15)
+
+
+def assert_same_params(params: dict[str, np.ndarray], params_t: dict[str, Any]) -> None:
+    """nncli's parameters equal torch's to 1e-12 relative."""
+    for name, value in params.items():
+        np.testing.assert_allclose(value, params_t[name].detach().numpy(), rtol=1e-12,
+                                   atol=1e-14, err_msg=name)
+
+
 @pytest.mark.parametrize("path", ["checked", "training step"])
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
 @pytest.mark.parametrize("activation,loss", [("relu", "softmax"), ("tanh", "svm"),
@@ -77,16 +104,6 @@ def test_training_matches_pytorch_in_float64(optimizer: str, activation: str, lo
         else:
             data_loss, _, _ = train_step(np.arange(n)[rows], lr)
 
-        a = Xt[rows]
-        for i in range(1, 4):
-            a = a @ params_t[f"W{i}"].T + params_t[f"b{i}"]
-            if i < 3:
-                a = TORCH_ACT[activation](a)
-        loss_t = torch_loss(loss, a, yt[rows], weights_t, 1.0)
-        opt_t.zero_grad()
-        loss_t.backward()
-        opt_t.step()
-        assert data_loss == pytest.approx(loss_t.item(), rel=1e-13, abs=1e-15)
-    for name, value in model.params.items():
-        np.testing.assert_allclose(value, params_t[name].detach().numpy(), rtol=1e-12,
-                                   atol=1e-14, err_msg=name)
+        scores = torch_scores(Xt[rows], params_t, TORCH_ACT[activation])
+        torch_step_agrees(opt_t, torch_loss(loss, scores, yt[rows], weights_t, 1.0), data_loss)
+    assert_same_params(model.params, params_t)
