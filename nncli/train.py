@@ -388,7 +388,7 @@ def _allocate(cfg: Config, ckpt: Checkpoint | None, data: TrainingData, batch_ca
         if ckpt is not None:
             optimizer.load_state_arrays(ckpt.optimizer_state)
         step = MinibatchStep(model, optimizer, X, y, batch_cap, objective, cfg.train.step,
-                             comm if comm is not None and comm.size > 1 else None)
+                             comm)
     except MemoryError:
         need = training_bytes(sizes, cfg.train.dtype, cfg.train.optimizer, batch_cap)
         raise NncliError(memory_message(hidden, sizes, cfg.train.dtype, cfg.train.optimizer,
